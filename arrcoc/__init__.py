@@ -1,0 +1,1 @@
+"""arrcoc: ARR-COC relevance allocation for dialogue tokens, grounded in imagined futures."""

@@ -1,0 +1,1 @@
+"""dialogue: a world model of conversations (a Hugging Face encoder + the worldmodel RSSM over turns)."""
