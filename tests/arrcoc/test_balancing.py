@@ -1,0 +1,84 @@
+import pytest
+import torch
+
+from arrcoc.attending import straight_through_topk
+from arrcoc.balancing import (
+    Balancer,
+    BalancingError,
+    Tensions,
+    local_average,
+    normalize_per_sample,
+    redundancy,
+    tension_weights,
+)
+
+
+def test_normalize_is_per_sample_and_ignores_padding():
+    x = torch.tensor([[1.0, 3.0, 2.0, 100.0], [10.0, 20.0, 30.0, 40.0]])
+    mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    out = normalize_per_sample(x, mask)
+    # sample 0 uses its own min/max (1, 3), not the padded 100 nor sample 1's range
+    assert out[0].tolist() == pytest.approx([0.0, 1.0, 0.5, 0.0])
+    assert out[1].tolist() == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0])
+    const = normalize_per_sample(torch.ones(1, 3), torch.ones(1, 3, dtype=torch.bool))
+    assert const.tolist() == [[0.5, 0.5, 0.5]]
+
+
+def test_tension_weights_hand_values():
+    base = torch.tensor([0.5, 0.25, 0.25])
+    assert tension_weights(torch.tensor([0.5]), base)[0].tolist() == pytest.approx([0.5, 0.25, 0.25])
+    # t = 0: coupling x2, information x0 -> (1.0, 0, 0.25) / 1.25
+    assert tension_weights(torch.tensor([0.0]), base)[0].tolist() == pytest.approx([0.8, 0.0, 0.2])
+    # t = 1: coupling 0, information 0.5, salience 0.25 -> / 0.75
+    assert tension_weights(torch.tensor([1.0]), base)[0].tolist() == pytest.approx([0.0, 2 / 3, 1 / 3])
+
+
+def test_local_average_and_redundancy_hand_values():
+    x = torch.tensor([[0.0, 3.0, 6.0]])
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    assert local_average(x, mask, 1)[0].tolist() == pytest.approx([1.5, 3.0, 4.5])
+    # semantic: words 0 and 1 identical directions, word 2 orthogonal
+    emb = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])
+    red = redundancy(torch.tensor([[0.2, 0.8, 1.0]]), mask, emb)
+    assert red[0].tolist() == pytest.approx([0.8, 0.2, 0.0])
+    # positional: middle word sees both neighbours equally
+    pos = redundancy(torch.tensor([[1.0, 0.0, 1.0]]), mask, bandwidth=1.0)
+    assert pos[0, 1].item() == pytest.approx(1.0)
+
+
+def test_tensions_validate():
+    with pytest.raises(BalancingError, match="focus_diversify"):
+        Tensions(focus_diversify=1.5)
+    with pytest.raises(BalancingError, match="scores must be"):
+        Balancer()(torch.zeros(1, 4, 2), torch.ones(1, 4, dtype=torch.bool))
+
+
+def test_fixed_balancer_particularize_and_exploit():
+    scores = torch.zeros(1, 5, 3)
+    scores[0, :, 0] = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0])  # coupling peaks at word 2
+    scores[0, :, 1] = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0])  # information peaks at word 0
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    exploit = Balancer(Tensions(1.0, 0.0, 0.0))(scores, mask)
+    explore = Balancer(Tensions(1.0, 1.0, 0.0))(scores, mask)
+    assert exploit.balanced[0].argmax().item() == 2
+    assert explore.balanced[0].argmax().item() == 0
+    assert exploit.tensions[0].tolist() == [1.0, 0.0, 0.0]
+    assert exploit.balanced.min() >= 0 and exploit.balanced.max() <= 1
+
+
+def test_gradients_reach_scorer_and_learned_balancer_through_straight_through():
+    torch.manual_seed(0)
+    emb = torch.randn(2, 12, 8)
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    mask[1, 9:] = False
+    scorer = torch.nn.Linear(8, 3)  # stands in for the three scorer heads
+    balancer = Balancer(learned=True)
+    target = torch.randn(2, 12)
+    balanced = balancer(scorer(emb), mask).balanced
+    keep = straight_through_topk(balanced, torch.tensor([4, 3]), tau=0.1, mask=mask)
+    assert keep.detach().sum(1).tolist() == [4.0, 3.0]
+    loss = -(keep * target).sum()
+    loss.backward()
+    assert scorer.weight.grad is not None and scorer.weight.grad.abs().sum() > 0
+    grads = [p.grad for p in balancer.mlp.parameters()]
+    assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
