@@ -144,9 +144,8 @@ class TurnEncoder(nn.Module):
         weights = attention_mask.to(hidden.dtype)
         if token_weights is not None:
             if token_weights.shape != attention_mask.shape:
-                raise ValueError(
-                    f"token_weights must have shape {tuple(attention_mask.shape)}, got {tuple(token_weights.shape)}"
-                )
+                want, got = tuple(attention_mask.shape), tuple(token_weights.shape)
+                raise ValueError(f"token_weights must have shape {want}, got {got}")
             weights = weights * token_weights.to(hidden.dtype)
         pooled = masked_mean(hidden, weights)
         if self.normalize:
