@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from worldmodel.run import package_version
@@ -24,6 +26,76 @@ def main() -> None:
 def version() -> None:
     """Print the installed arrcoc version."""
     typer.echo(package_version())
+
+
+def _run_file(input: Path, output: Path, allocation, model: str | None, method: str, max_words: int) -> None:
+    """Shared body of `compress` and `score`: report bad lines, exit 1 if any failed, 2 if none could run."""
+    from arrcoc.compress import compress_file
+
+    try:
+        written, errors = compress_file(
+            input,
+            output,
+            allocation,
+            model,
+            method=method,
+            max_words=max_words,
+            on_error=lambda message: typer.echo(message, err=True),
+        )
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {written} dialogue(s) to {output}; {len(errors)} failed", err=True)
+    if errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def compress(
+    input: Path = typer.Argument(..., help="JSONL ({id, messages}) or ShareGPT JSON file."),
+    budget: float = typer.Option(
+        ..., "--budget", "-b", help="Below 1: ratio of the words; 1 or more: words."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Output JSONL."),
+    model: str | None = typer.Option(None, "--model", help="Model directory (default: the shipped model)."),
+    method: str = typer.Option("fast", help="Future coupling form: fast (gradient x input) or exact."),
+    force_digits: bool = typer.Option(False, help="Always keep words with digits (not counted)."),
+    force_term: list[str] = typer.Option([], help="Always keep this word (repeatable; not counted)."),
+    min_per_turn: int = typer.Option(0, help="Words every message keeps at least."),
+    max_per_turn: float | None = typer.Option(None, help="Cap per message: words, or a fraction if < 1."),
+    curve: str = typer.Option("flat", help="Cap growth oldest->newest: flat, linear, power, exponential."),
+    levels: str | None = typer.Option(None, help="Levels of detail per message, e.g. 0,0.25,0.5,1."),
+    max_words: int = typer.Option(16384, help="Reject dialogues with more words than this."),
+) -> None:
+    """Keep the most relevant words of each dialogue within the budget (exactly)."""
+    from arrcoc.attending import AllocationConfig
+
+    try:
+        allocation = AllocationConfig(
+            budget=budget,
+            min_per_turn=min_per_turn,
+            max_per_turn=max_per_turn,
+            curve=curve,
+            levels=None if levels is None else tuple(float(x) for x in levels.split(",")),
+            force_digits=force_digits,
+            force_terms=tuple(force_term),
+        )
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    _run_file(input, output, allocation, model, method, max_words)
+
+
+@app.command()
+def score(
+    input: Path = typer.Argument(..., help="JSONL ({id, messages}) or ShareGPT JSON file."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output JSONL."),
+    model: str | None = typer.Option(None, "--model", help="Model directory (default: the shipped model)."),
+    method: str = typer.Option("fast", help="Future coupling form: fast (gradient x input) or exact."),
+    max_words: int = typer.Option(16384, help="Reject dialogues with more words than this."),
+) -> None:
+    """Score every word with every scorer (nothing dropped)."""
+    _run_file(input, output, None, model, method, max_words)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,113 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import arrcoc
+from arrcoc.balancing import Balancer, Tensions
+from arrcoc.cli import app
+from arrcoc.compress import DialogueFileError, compress, read_dialogues
+from arrcoc.words import DialogueInputError
+
+DIALOGUE = [
+    {"role": "system", "content": "You book trains."},
+    {"role": "user", "content": "I need a ticket to Lisbon on May 3 for 2 adults please"},
+    {"role": "assistant", "content": "Sure, which departure city?"},
+    {"role": "user", "content": "From Porto, morning if possible"},
+]
+N_WORDS = 3 + 13 + 4 + 5
+
+
+def test_compress_api_exact_budget_and_structure(length_scorer):
+    out = compress(DIALOGUE, budget=0.25, model=length_scorer, force_digits=True)
+    assert out.origin_tokens == N_WORDS
+    assert sum(k and not f for k, f in zip(out.kept, out.forced, strict=True)) == N_WORDS // 4 == out.budget
+    assert out.forced_tokens == 2  # "3" and "2"
+    assert [m["role"] for m in out.messages] == [m["role"] for m in DIALOGUE]
+    assert out.ratio == pytest.approx((N_WORDS // 4 + 2) / N_WORDS)
+    # coupling only, no smoothing, no diversity: the two longest words win
+    only_coupling = Balancer(Tensions(1.0, 0.5, 0.0), base_weights=(1.0, 0.0, 0.0))
+    sharp = compress(DIALOGUE, budget=2, model=length_scorer, balancer=only_coupling)
+    assert [w.text for w, k in zip(sharp.words, sharp.kept, strict=True) if k] == ["departure", "possible"]
+
+
+def test_compress_api_rejects_bad_messages(length_scorer):
+    with pytest.raises(DialogueInputError, match="unknown role 'robot'"):
+        compress([{"role": "robot", "content": "hi"}], budget=0.5, model=length_scorer)
+    with pytest.raises(DialogueInputError, match="'content' must be a string"):
+        compress([{"role": "user", "content": 5}], budget=0.5, model=length_scorer)
+    assert arrcoc.compress is compress
+
+
+def _write_lines(path, lines):
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_cli_compress_contract_and_bad_lines(tmp_path, patched_model):
+    good = json.dumps({"id": "a", "messages": DIALOGUE})
+    lines = [
+        good,
+        "",
+        "{not json",
+        json.dumps({"id": "b"}),
+        json.dumps({"id": "c", "messages": [{"role": "user", "content": ["x"]}]}),
+        json.dumps({"id": "d", "messages": [{"role": "wizard", "content": "hi"}]}),
+        json.dumps({"id": "e", "messages": [{"role": "user", "content": "word " * 100_000}]}),
+        json.dumps({"id": "f", "messages": DIALOGUE[:2]}),
+    ]
+    src = _write_lines(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(app, ["compress", str(src), "--budget", "5", "--output", str(out)])
+    assert result.exit_code == 1
+    err = result.output
+    assert "in.jsonl:3: invalid JSON" in err
+    assert "in.jsonl:4: missing field 'messages'" in err
+    assert "in.jsonl:5: message 0: 'content' must be a string" in err
+    assert "in.jsonl:6: message 0: unknown role 'wizard'" in err
+    assert "in.jsonl:7: message 0: the dialogue has more than 16384 words" in err
+    assert "wrote 2 dialogue(s)" in err and "5 failed" in err
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in records] == ["a", "f"]
+    rec = records[0]
+    assert set(rec) >= {"id", "messages", "tokens", "origin_tokens", "compressed_tokens", "ratio"}
+    assert rec["origin_tokens"] == len(rec["tokens"]) == N_WORDS
+    assert sum(t["kept"] for t in rec["tokens"]) == rec["compressed_tokens"] == 5
+    assert rec["ratio"] == pytest.approx(5 / N_WORDS, abs=1e-6)
+    assert [m["role"] for m in rec["messages"]] == [m["role"] for m in DIALOGUE]
+    assert set(rec["tokens"][0]) >= {"text", "message", "score", "kept"}
+    kept_text = " ".join(m["content"] for m in rec["messages"] if m["content"]).split()
+    assert kept_text == [t["text"] for t in rec["tokens"] if t["kept"]]
+
+
+def test_cli_sharegpt_json_and_score(tmp_path, patched_model):
+    conv = [
+        {
+            "id": "s1",
+            "conversations": [{"from": "human", "value": "Hello there"}, {"from": "gpt", "value": "Hi!"}],
+        },
+        {"id": "s2", "conversations": [{"from": "alien", "value": "zzz"}]},
+    ]
+    text = json.dumps(conv, indent=1)[:-1] + ',\n{"id": "s3", "conversations": [{"from"'  # truncated tail
+    src = tmp_path / "share.json"
+    src.write_text(text)
+    out = tmp_path / "scores.jsonl"
+    result = CliRunner().invoke(app, ["score", str(src), "--output", str(out)])
+    assert result.exit_code == 1
+    assert "unknown speaker 'alien'" in result.output and "truncated JSON" in result.output
+    (rec,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rec["id"] == "s1" and len(rec["tokens"]) == 3
+    assert set(rec["tokens"][0]) == {"text", "message", "score", "coupling", "information", "salience"}
+    assert rec["tokens"][0]["coupling"] == 5.0
+
+
+def test_empty_file_and_bad_budget(tmp_path, patched_model):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    with pytest.raises(DialogueFileError, match="is empty"):
+        list(read_dialogues(empty))
+    runner = CliRunner()
+    result = runner.invoke(app, ["compress", str(empty), "--budget", "0.5", "--output", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "is empty" in result.output
+    result = runner.invoke(app, ["compress", str(empty), "--budget", "2.5", "--output", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "whole number" in result.output
