@@ -42,7 +42,10 @@ class TwoHot(nn.Module):
         super().__init__()
         if num_bins < 2 or not low < high:
             raise ValueError(f"TwoHot needs num_bins >= 2 and low < high, got {num_bins}, {low}, {high}")
-        self.register_buffer("bins", torch.linspace(low, high, num_bins), persistent=False)
+        bins = torch.linspace(low, high, num_bins, dtype=torch.float64)
+        if low == -high:  # make the bins exactly antisymmetric (the middle bin exactly 0)
+            bins = (bins - bins.flip(0)) / 2
+        self.register_buffer("bins", bins.float(), persistent=False)
         self.transform = transform
 
     @property
@@ -63,7 +66,11 @@ class TwoHot(nn.Module):
 
     def decode(self, logits: Tensor) -> Tensor:
         """Expected value of the bins under ``softmax(logits)``. ``[..., K]`` -> ``[...]``."""
-        x = (logits.softmax(-1) * self.bins).sum(-1)
+        weighted = logits.softmax(-1) * self.bins
+        half = self.num_bins // 2
+        # pair bin i with bin K-1-i so that symmetric probabilities decode to exactly 0
+        low, high = weighted[..., :half].flip(-1), weighted[..., self.num_bins - half :]
+        x = (low + high).sum(-1) + weighted[..., half:self.num_bins - half].sum(-1)
         return symexp(x) if self.transform else x
 
     def loss(self, logits: Tensor, y: Tensor) -> Tensor:

@@ -1,0 +1,143 @@
+"""DreamerConfig dataclasses and the size presets ``1m``, ``xs``, ``s``, ``12m``.
+
+Two families (see docs/worldmodel.md and ../shared/docs/dreamer-reference.md):
+
+* Nature version (2025, danijar/dreamerv3 since April 2024): ``1m`` and ``12m`` --
+  block GRU of 8 groups, 3-layer encoder/decoder and actor/critic, KL dyn 1.0 /
+  rep 0.1, LaProp-style optimiser with adaptive gradient clipping, lr 4e-5.
+* 2023 preprint (NM512/dreamerv3-torch, sheeprl): ``xs`` and ``s`` -- LayerNorm
+  GRU, KL dyn 0.5 / rep 0.1, Adam (model lr 1e-4, eps 1e-8, clip 1000; actor and
+  critic lr 3e-5, eps 1e-5, clip 100).
+
+``train_ratio`` is the number of *replayed steps per env step* (DreamerV3's own
+unit). sheeprl's ``replay_ratio`` counts gradient steps per policy step, so
+``replay_ratio = train_ratio / (batch_size * batch_length)`` (= train_ratio / 1024 at
+16 x 64).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from worldmodel.config import ConfigError, resolve_config
+
+
+@dataclass
+class ModelConfig:
+    """Network sizes of the world model and the actor-critic."""
+
+    deter: int = 512
+    stoch: int = 32
+    classes: int = 32
+    hidden: int = 512  # RSSM input/output layers
+    units: int = 512  # MLP width of encoders, decoders and heads
+    enc_layers: int = 2  # vector encoder and decoder MLP layers
+    head_layers: int = 2  # reward and continue heads
+    ac_layers: int = 2  # actor and critic
+    cnn_depth: int = 32  # channels of the first conv; doubled per stride-2 layer
+    gru_blocks: int = 1
+    unimix: float = 0.01
+    bins: int = 255
+
+
+@dataclass
+class LossConfig:
+    """World-model loss scales (KL balancing with free bits)."""
+
+    dyn: float = 0.5
+    rep: float = 0.1
+    free_nats: float = 1.0
+    recon: float = 1.0
+    reward: float = 1.0
+    cont: float = 1.0
+
+
+@dataclass
+class BehaviorConfig:
+    """Actor-critic learning in imagination."""
+
+    horizon: int = 15
+    horizon_start: int = 15  # curriculum: imagination horizon at update 0 ...
+    horizon_ramp: int = 0  # ... growing linearly to `horizon` over this many updates (0 = off)
+    gamma: float = 0.997  # 1 - 1/333
+    lam: float = 0.95
+    entropy: float = 3e-4
+    actor_unimix: float = 0.01
+    min_std: float = 0.1
+    max_std: float = 1.0
+    slow_critic_rate: float = 0.02
+    slow_critic_reg: float = 1.0
+    retnorm_rate: float = 0.01
+    retnorm_limit: float = 1.0
+    imag_starts: int = 0  # posterior states to imagine from per update (0 = all B*T)
+
+
+@dataclass
+class OptimConfig:
+    """Optimisers. ``name`` is ``adam`` (2023) or ``laprop`` (Nature)."""
+
+    name: str = "adam"
+    model_lr: float = 1e-4
+    model_eps: float = 1e-8
+    model_clip: float = 1000.0
+    actor_lr: float = 3e-5
+    actor_eps: float = 1e-5
+    actor_clip: float = 100.0
+    critic_lr: float = 3e-5
+    critic_eps: float = 1e-5
+    critic_clip: float = 100.0
+    agc: float = 0.0  # adaptive gradient clipping ratio (0 = off; Nature 0.3)
+    warmup: int = 0  # linear lr warm-up in updates
+
+
+@dataclass
+class DreamerConfig:
+    """Everything an `Agent` needs; build with `dreamer_config(preset, overrides)`."""
+
+    preset: str = "s"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    behavior: BehaviorConfig = field(default_factory=BehaviorConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    batch_size: int = 16
+    batch_length: int = 64
+    train_ratio: float = 512.0  # replayed steps per env step
+    compile: bool = False  # torch.compile the RSSM step and heads (off by default)
+    seed: int = 0
+
+
+_NATURE: dict[str, Any] = {
+    "model": {"enc_layers": 3, "head_layers": 1, "ac_layers": 3, "gru_blocks": 8},
+    "loss": {"dyn": 1.0, "rep": 0.1},
+    "optim": {
+        "name": "laprop", "model_lr": 4e-5, "model_eps": 1e-20, "actor_lr": 4e-5, "actor_eps": 1e-20,
+        "critic_lr": 4e-5, "critic_eps": 1e-20, "agc": 0.3, "warmup": 1000,
+    },
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "1m": {"model": {"deter": 512, "hidden": 64, "stoch": 32, "classes": 4, "units": 64, "cnn_depth": 8}},
+    "12m": {
+        "model": {"deter": 2048, "hidden": 256, "stoch": 32, "classes": 16, "units": 256, "cnn_depth": 16}
+    },
+    "xs": {"model": {"deter": 256, "hidden": 256, "units": 256, "enc_layers": 1, "head_layers": 1,
+                     "ac_layers": 1, "cnn_depth": 24}},
+    "s": {"model": {"deter": 512, "hidden": 512, "units": 512, "cnn_depth": 32}},
+}
+for _name in ("1m", "12m"):
+    PRESETS[_name] = {
+        k: {**_NATURE.get(k, {}), **PRESETS[_name].get(k, {})} for k in {*_NATURE, *PRESETS[_name]}
+    }
+
+
+def dreamer_config(preset: str = "s", overrides: Sequence[str] = ()) -> DreamerConfig:
+    """A `DreamerConfig` from a size preset plus ``key=value`` overrides.
+
+    >>> dreamer_config("xs", ["behavior.horizon=10"]).model.deter
+    256
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
+    return resolve_config(DreamerConfig, overrides, preset={**PRESETS[preset], "preset": preset})
