@@ -1,0 +1,174 @@
+"""Behaviour learning in imagination (DreamerV3 actor-critic).
+
+From every replayed posterior state the world model imagines ``horizon`` steps under
+the actor (prior only, no gradient). On the imagined states:
+
+* the critic (two-hot over symlog bins) regresses lambda-returns and is regularised
+  towards a slow EMA copy of itself;
+* the actor maximises ``logpi(a_t | s_t) * sg((R_t - v(s_t)) / scale)`` (REINFORCE for
+  both action kinds) plus an entropy bonus, where ``scale`` is the percentile return
+  normaliser.
+
+The world model only ever runs under ``torch.no_grad`` here and the actor/critic see
+detached features, so no gradient from these losses reaches the world model.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.distributions import Categorical, Independent, Normal
+
+from worldmodel.heads import TwoHotHead
+from worldmodel.math import ReturnNormalizer, lambda_return, unimix_logits
+from worldmodel.nets import MLP
+from worldmodel.presets import BehaviorConfig, ModelConfig
+
+
+class ActionSpaceError(ValueError):
+    """An action space or an action that the agent cannot handle."""
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """What the actor outputs: ``discrete`` one-hot vectors of size ``dim`` (n actions),
+    or continuous vectors of size ``dim`` in [-1, 1]."""
+
+    discrete: bool
+    dim: int
+
+    def __post_init__(self) -> None:
+        if self.dim < 1:
+            raise ActionSpaceError(f"action dimension must be >= 1, got {self.dim}")
+
+    @classmethod
+    def from_space(cls, space: Any) -> ActionSpec:
+        """From an `ActionSpec`, a gymnasium ``Discrete(n)`` or a 1-D ``Box`` in [-1, 1]."""
+        if isinstance(space, ActionSpec):
+            return space
+        if hasattr(space, "n"):
+            return cls(True, int(space.n))
+        shape = getattr(space, "shape", None)
+        if shape is not None and len(shape) == 1:
+            low, high = getattr(space, "low", None), getattr(space, "high", None)
+            if low is not None and (float(min(low)) < -1 or float(max(high)) > 1):
+                raise ActionSpaceError(f"continuous actions must lie in [-1, 1]; got bounds {low}..{high}")
+            return cls(False, int(shape[0]))
+        raise ActionSpaceError(f"unsupported action space {space!r}: use Discrete(n) or a 1-D Box")
+
+
+class Actor(nn.Module):
+    """Policy head. ``feat [..., F]`` -> a distribution over ``[..., A]`` actions.
+
+    Discrete: categorical with ``unimix`` uniform mixture, samples are one-hot.
+    Continuous: normal with mean ``tanh(mu)`` and std in ``[min_std, max_std]``
+    (bounded normal); samples are clipped to [-1, 1].
+    """
+
+    def __init__(self, feat_dim: int, spec: ActionSpec, model: ModelConfig, cfg: BehaviorConfig) -> None:
+        super().__init__()
+        self.spec, self.cfg = spec, cfg
+        out = spec.dim if spec.discrete else 2 * spec.dim
+        self.mlp = MLP(feat_dim, out, model.units, model.ac_layers)
+
+    def dist(self, feat: Tensor) -> torch.distributions.Distribution:
+        out = self.mlp(feat)
+        if self.spec.discrete:
+            return Categorical(logits=unimix_logits(out, self.cfg.actor_unimix))
+        mean, std = out.chunk(2, -1)
+        std = (self.cfg.max_std - self.cfg.min_std) * torch.sigmoid(std + 2.0) + self.cfg.min_std
+        return Independent(Normal(torch.tanh(mean), std), 1)
+
+    def to_action(self, sample: Tensor) -> Tensor:
+        """Distribution sample -> action vector ``[..., A]`` (one-hot or clipped)."""
+        if self.spec.discrete:
+            return F.one_hot(sample, self.spec.dim).float()
+        return sample.clamp(-1.0, 1.0)
+
+    def log_prob(self, dist: torch.distributions.Distribution, action: Tensor) -> Tensor:
+        """Log-probability ``[...]`` of action vectors ``[..., A]``."""
+        return dist.log_prob(action.argmax(-1) if self.spec.discrete else action)
+
+    def act(self, feat: Tensor, mode: str = "sample") -> Tensor:
+        """``feat [..., F]`` -> action ``[..., A]``; mode ``sample`` or ``greedy``."""
+        dist = self.dist(feat)
+        if mode == "sample":
+            return self.to_action(dist.sample())
+        if mode == "greedy":
+            if self.spec.discrete:
+                return self.to_action(dist.probs.argmax(-1))
+            return dist.mean.clamp(-1.0, 1.0)
+        raise ActionSpaceError(f"policy mode must be 'sample' or 'greedy', got '{mode}'")
+
+
+class ActorCritic(nn.Module):
+    """Actor, critic, slow critic and return normaliser, with their imagination losses."""
+
+    def __init__(self, feat_dim: int, spec: ActionSpec, model: ModelConfig, cfg: BehaviorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.actor = Actor(feat_dim, spec, model, cfg)
+        self.critic = TwoHotHead(feat_dim, model.units, model.ac_layers, model.bins)
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.retnorm = ReturnNormalizer(rate=cfg.retnorm_rate, limit=cfg.retnorm_limit)
+
+    def horizon(self, updates: int) -> int:
+        """Imagination horizon after ``updates`` updates (linear curriculum if enabled)."""
+        cfg = self.cfg
+        if cfg.horizon_ramp <= 0:
+            return cfg.horizon
+        frac = min(1.0, updates / cfg.horizon_ramp)
+        return int(round(cfg.horizon_start + frac * (cfg.horizon - cfg.horizon_start)))
+
+    @torch.no_grad()
+    def imagine(self, wm: nn.Module, start: Mapping[str, Tensor], start_cont: Tensor, horizon: int) -> dict:
+        """Imagine from ``start`` states ``[N, ...]`` with the actor; no gradients.
+
+        Returns ``feat [N, H+1, F]``, ``action [N, H, A]``, ``reward``/``cont`` ``[N, H+1]``
+        (index 0: ``cont`` is ``start_cont [N]``, the data's 1 - is_terminal).
+        """
+        states, actions = wm.rssm.imagine(dict(start), lambda f: self.actor.act(f), horizon)
+        feat = wm.rssm.feat(states)
+        reward = wm.reward.mean(feat)
+        cont = torch.cat([start_cont.unsqueeze(1).to(feat.dtype), wm.cont.prob(feat[:, 1:])], 1)
+        return {"feat": feat, "action": actions, "reward": reward, "cont": cont}
+
+    def loss(self, traj: Mapping[str, Tensor]) -> tuple[Tensor, Tensor, dict[str, float]]:
+        """Actor and critic losses (scalars) on an imagined trajectory from `imagine`."""
+        cfg = self.cfg
+        feat, cont = traj["feat"].detach(), traj["cont"]
+        value = self.critic.mean(feat)  # [N, H+1]
+        with torch.no_grad():
+            ret = lambda_return(traj["reward"][:, 1:], cont[:, 1:], value[:, 1:], cfg.gamma, cfg.lam)
+            weight = torch.cumprod(cfg.gamma * cont[:, :-1], 1) / cfg.gamma  # [N, H]
+            self.retnorm.update(ret)
+            adv = (ret - value[:, :-1]) / self.retnorm.scale()
+            slow_target = self.slow_critic.mean(feat[:, :-1])
+        dist = self.actor.dist(feat[:, :-1])
+        logp = self.actor.log_prob(dist, traj["action"])
+        entropy = dist.entropy()
+        actor_loss = -(weight * (logp * adv + cfg.entropy * entropy)).mean()
+        critic_logits = self.critic(feat[:, :-1])
+        twohot = self.critic.twohot
+        critic_loss = twohot.loss(critic_logits, ret)
+        critic_loss = critic_loss + cfg.slow_critic_reg * twohot.loss(critic_logits, slow_target)
+        critic_loss = (weight * critic_loss).mean()
+        metrics = {
+            "actor/loss": actor_loss.item(), "actor/entropy": entropy.mean().item(),
+            "critic/loss": critic_loss.item(), "critic/value": value.mean().item(),
+            "imag/return": ret.mean().item(), "imag/reward": traj["reward"][:, 1:].mean().item(),
+            "imag/retnorm_scale": self.retnorm.scale().item(),
+        }
+        return actor_loss, critic_loss, metrics
+
+    @torch.no_grad()
+    def update_slow_critic(self) -> None:
+        """EMA step of the slow critic towards the critic (rate ``slow_critic_rate``)."""
+        for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters(), strict=True):
+            slow.lerp_(fast, self.cfg.slow_critic_rate)
