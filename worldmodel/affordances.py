@@ -56,8 +56,10 @@ class Affordance:
     def describe(self, name: str = "") -> str:
         """One human-readable line."""
         label = name or str([round(x, 2) for x in self.action.tolist()])
-        return (f"{label:>12}  score {self.score:8.3f}  total {self.total:8.3f}  reward {self.reward:7.3f}  "
-                f"cont {self.cont:5.3f}  value {self.value:8.3f}  epistemic {self.epistemic:7.3f}")
+        return (
+            f"{label:>12}  score {self.score:8.3f}  total {self.total:8.3f}  reward {self.reward:7.3f}  "
+            f"cont {self.cont:5.3f}  value {self.value:8.3f}  epistemic {self.epistemic:7.3f}"
+        )
 
 
 @torch.no_grad()
@@ -85,8 +87,9 @@ def detect_affordances(
     if cfg.samples < 1:
         raise AffordanceError(f"affordance setting samples={cfg.samples} must be >= 1")
     if cfg.epistemic_weight and not hasattr(model, "epistemic"):
-        raise AffordanceError(f"{type(model).__name__} has no epistemic(state, action) method; "
-                              "set epistemic_weight=0")
+        raise AffordanceError(
+            f"{type(model).__name__} has no epistemic(state, action) method; set epistemic_weight=0"
+        )
     k, n = actions.shape[0], cfg.samples
     start = repeat_state(state, k * n)  # row (i * n + j): action i, sample j
     tiled = actions.repeat_interleave(n, dim=0)
@@ -101,8 +104,16 @@ def detect_affordances(
     total = reward + cfg.gamma * cont * value
     score = total + cfg.epistemic_weight * epistemic
     return [
-        Affordance(actions[i], index_state(next_state, i * n), float(reward[i]), float(cont[i]),
-                   float(value[i]), float(total[i]), float(epistemic[i]), float(score[i]))
+        Affordance(
+            actions[i],
+            index_state(next_state, i * n),
+            float(reward[i]),
+            float(cont[i]),
+            float(value[i]),
+            float(total[i]),
+            float(epistemic[i]),
+            float(score[i]),
+        )
         for i in range(k)
     ]
 

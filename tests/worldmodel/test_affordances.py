@@ -60,8 +60,9 @@ def test_affordance_input_errors() -> None:
     with pytest.raises(AffordanceError, match=r"\[K, 3\]"):
         detect_affordances(model, TableModel.initial_state(1), torch.eye(2))
     with pytest.raises(AffordanceError, match="epistemic"):
-        detect_affordances(model, TableModel.initial_state(1), torch.eye(3),
-                           AffordanceConfig(epistemic_weight=1))
+        detect_affordances(
+            model, TableModel.initial_state(1), torch.eye(3), AffordanceConfig(epistemic_weight=1)
+        )
 
 
 class _Actor(nn.Module):
@@ -74,8 +75,17 @@ class _Actor(nn.Module):
 
 
 def tiny_dreamer(obs_space: dict) -> DreamerLatentModel:
-    cfg = dreamer_config("xs", ["model.deter=32", "model.hidden=32", "model.stoch=4", "model.classes=4",
-                                "model.units=32", "model.cnn_depth=4"])
+    cfg = dreamer_config(
+        "xs",
+        [
+            "model.deter=32",
+            "model.hidden=32",
+            "model.stoch=4",
+            "model.classes=4",
+            "model.units=32",
+            "model.cnn_depth=4",
+        ],
+    )
     wm = WorldModel(obs_space, 3, cfg.model, cfg.loss)
     critic = nn.Linear(wm.rssm.feat_dim, 1)
     return DreamerLatentModel(wm, _Actor(wm.rssm.feat_dim, 3), lambda f: critic(f).squeeze(-1), discrete=True)
@@ -92,11 +102,16 @@ def test_dreamer_adapter_shapes_and_planners(obs_space) -> None:
     assert model.value(state).shape == (2,) and model.policy_probs(state).shape == (2, 3)
     epistemic = model.epistemic(state, torch.eye(3)[:2])
     assert epistemic.shape == (2,) and (epistemic >= 0).all()
-    for planner in (CEMPlanner(model, CEMConfig(horizon=3, iterations=2, num_samples=16, num_elites=4,
-                                                num_policy=4)),
-                    MCTSPlanner(model, MCTSConfig(num_simulations=4))):
+    for planner in (
+        CEMPlanner(model, CEMConfig(horizon=3, iterations=2, num_samples=16, num_elites=4, num_policy=4)),
+        MCTSPlanner(model, MCTSConfig(num_simulations=4)),
+    ):
         action = planner.act(state)
         assert action.shape == (2, 3) and torch.equal(action.sum(-1), torch.ones(2))
-    affs = detect_affordances(model, model.rssm.initial_state(1), candidate_actions(model, state),
-                              AffordanceConfig(epistemic_weight=1.0, samples=3))
+    affs = detect_affordances(
+        model,
+        model.rssm.initial_state(1),
+        candidate_actions(model, state),
+        AffordanceConfig(epistemic_weight=1.0, samples=3),
+    )
     assert len(affs) == 3 and all(a.score == pytest.approx(a.total + a.epistemic) for a in affs)

@@ -52,10 +52,13 @@ def test_imagined_return_hand_computed() -> None:
     assert stopped.item() == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("planner_cls,config", [
-    (CEMPlanner, CEMConfig(horizon=3, iterations=6, num_samples=128, num_elites=16, num_policy=8)),
-    (MPPIPlanner, MPPIConfig(horizon=3, iterations=8, num_samples=128, num_policy=8)),
-])
+@pytest.mark.parametrize(
+    "planner_cls,config",
+    [
+        (CEMPlanner, CEMConfig(horizon=3, iterations=6, num_samples=128, num_elites=16, num_policy=8)),
+        (MPPIPlanner, MPPIConfig(horizon=3, iterations=8, num_samples=128, num_policy=8)),
+    ],
+)
 def test_sampling_planners_find_quadratic_optimum(planner_cls, config) -> None:
     model = QuadraticModel(TARGET)
     planner = planner_cls(model, config)
@@ -68,11 +71,14 @@ def test_sampling_planners_find_quadratic_optimum(planner_cls, config) -> None:
     assert (shooting - TARGET).norm(dim=-1).mean() > (action - TARGET).norm(dim=-1).mean()
 
 
-@pytest.mark.parametrize("planner_cls,config", [
-    (CEMPlanner, CEMConfig(horizon=4, iterations=4, num_samples=64, num_elites=8, num_policy=4)),
-    (MPPIPlanner, MPPIConfig(horizon=4, iterations=4, num_samples=64, num_policy=4)),
-    (ShootingPlanner, ShootingConfig(horizon=4, num_samples=64)),
-])
+@pytest.mark.parametrize(
+    "planner_cls,config",
+    [
+        (CEMPlanner, CEMConfig(horizon=4, iterations=4, num_samples=64, num_elites=8, num_policy=4)),
+        (MPPIPlanner, MPPIConfig(horizon=4, iterations=4, num_samples=64, num_policy=4)),
+        (ShootingPlanner, ShootingConfig(horizon=4, num_samples=64)),
+    ],
+)
 def test_planners_pick_best_discrete_action(planner_cls, config) -> None:
     model = QuadraticModel(torch.tensor([0.0, 1.0, 0.2, -1.0]), discrete=True)
     action = planner_cls(model, config).act(QuadraticModel.initial_state(3))

@@ -32,7 +32,19 @@ def make_planner(name: str, model: LatentModel, overrides: Sequence[str] = ()) -
 
 
 __all__ = [
-    "PLANNERS", "CEMConfig", "CEMPlanner", "LatentModel", "MCTSConfig", "MCTSPlanner", "MPPIConfig",
-    "MPPIPlanner", "Planner", "PlannerConfigError", "ShootingConfig", "ShootingPlanner", "imagined_return",
-    "make_planner", "puct_scores",
+    "PLANNERS",
+    "CEMConfig",
+    "CEMPlanner",
+    "LatentModel",
+    "MCTSConfig",
+    "MCTSPlanner",
+    "MPPIConfig",
+    "MPPIPlanner",
+    "Planner",
+    "PlannerConfigError",
+    "ShootingConfig",
+    "ShootingPlanner",
+    "imagined_return",
+    "make_planner",
+    "puct_scores",
 ]

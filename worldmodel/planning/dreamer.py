@@ -39,8 +39,13 @@ class DreamerLatentModel:
         discrete: whether actions are one-hot.
     """
 
-    def __init__(self, world_model: WorldModel, actor: Callable[[Tensor], Any],
-                 critic: Callable[[Tensor], Tensor], discrete: bool) -> None:
+    def __init__(
+        self,
+        world_model: WorldModel,
+        actor: Callable[[Tensor], Any],
+        critic: Callable[[Tensor], Tensor],
+        discrete: bool,
+    ) -> None:
         self.wm, self.actor, self.critic, self.discrete = world_model, actor, critic, discrete
         self.rssm = world_model.rssm
         self.action_dim = self.rssm.action_dim

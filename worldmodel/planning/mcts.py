@@ -121,8 +121,12 @@ class MCTSPlanner:
 
     def __init__(self, model: LatentModel, config: MCTSConfig | None = None) -> None:
         config = config or MCTSConfig()
-        check_positive(num_simulations=config.num_simulations, gamma=config.gamma,
-                       num_sampled_actions=config.num_sampled_actions, dirichlet_alpha=config.dirichlet_alpha)
+        check_positive(
+            num_simulations=config.num_simulations,
+            gamma=config.gamma,
+            num_sampled_actions=config.num_sampled_actions,
+            dirichlet_alpha=config.dirichlet_alpha,
+        )
         if config.temperature < 0 or not 0 <= config.exploration_fraction <= 1:
             raise PlannerConfigError(
                 f"planner settings temperature={config.temperature} must be >= 0 and "
@@ -147,13 +151,19 @@ class MCTSPlanner:
     def _select(self, node: Node, stats: MinMaxStats) -> int:
         cfg = self.config
         children = node.children
-        q = torch.tensor([
-            stats.normalize(c.reward + cfg.gamma * c.cont * c.value()) if c.visit_count else 0.0
-            for c in children
-        ])
+        q = torch.tensor(
+            [
+                stats.normalize(c.reward + cfg.gamma * c.cont * c.value()) if c.visit_count else 0.0
+                for c in children
+            ]
+        )
         scores = puct_scores(
-            torch.tensor([c.prior for c in children]), torch.tensor([float(c.visit_count) for c in children]),
-            q, node.visit_count, cfg.pb_c_init, cfg.pb_c_base,
+            torch.tensor([c.prior for c in children]),
+            torch.tensor([float(c.visit_count) for c in children]),
+            q,
+            node.visit_count,
+            cfg.pb_c_init,
+            cfg.pb_c_base,
         )
         return int(scores.argmax())
 

@@ -55,8 +55,13 @@ class IterativeSamplingPlanner(ABC):
     refit_std = True
 
     def __init__(self, model: LatentModel, config: SamplingConfig) -> None:
-        check_positive(horizon=config.horizon, iterations=config.iterations, num_samples=config.num_samples,
-                       gamma=config.gamma, init_std=config.init_std)
+        check_positive(
+            horizon=config.horizon,
+            iterations=config.iterations,
+            num_samples=config.num_samples,
+            gamma=config.gamma,
+            init_std=config.init_std,
+        )
         if config.num_policy < 0:
             raise PlannerConfigError(f"planner setting num_policy={config.num_policy} must be >= 0")
         self.model, self.config = model, config
@@ -75,8 +80,15 @@ class IterativeSamplingPlanner(ABC):
         fresh = self._dist is None or not cfg.warm_start or self._dist.mode().shape[0] != batch
         if fresh:
             self._dist = make_sequence_distribution(
-                self.model.discrete, batch, cfg.horizon, self.model.action_dim, cfg.init_std,
-                cfg.min_std, cfg.smoothing, self.refit_std, device,
+                self.model.discrete,
+                batch,
+                cfg.horizon,
+                self.model.action_dim,
+                cfg.init_std,
+                cfg.min_std,
+                cfg.smoothing,
+                self.refit_std,
+                device,
             )
         else:
             self._dist.shift()

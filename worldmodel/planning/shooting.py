@@ -38,8 +38,9 @@ class ShootingConfig:
     terminal_value: bool = False
 
 
-def random_sequences(batch: int, n: int, horizon: int, action_dim: int, discrete: bool,
-                     device: torch.device | str = "cpu") -> torch.Tensor:
+def random_sequences(
+    batch: int, n: int, horizon: int, action_dim: int, discrete: bool, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Uniformly random action sequences ``[batch, n, horizon, action_dim]`` (one-hot if discrete,
     else uniform in ``[-1, 1]``)."""
     shape = (batch, n, horizon)
@@ -69,8 +70,12 @@ class ShootingPlanner:
         device = next(iter(state.values())).device
         seqs = random_sequences(batch, cfg.num_samples, cfg.horizon, model.action_dim, model.discrete, device)
         returns = imagined_return(
-            model, repeat_state(state, cfg.num_samples), seqs.flatten(0, 1), cfg.gamma,
-            cfg.terminal_value, hard_stop=True,
+            model,
+            repeat_state(state, cfg.num_samples),
+            seqs.flatten(0, 1),
+            cfg.gamma,
+            cfg.terminal_value,
+            hard_stop=True,
         ).reshape(batch, cfg.num_samples)
         if cfg.num_policy > 0:
             pi_seqs, pi_returns = policy_rollout(

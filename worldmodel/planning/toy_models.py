@@ -27,8 +27,13 @@ class QuadraticModel:
         epistemic: ``[A]`` optional per-action epistemic bonus (continuous: dotted with the action).
     """
 
-    def __init__(self, target: torch.Tensor, discrete: bool = False, value: float = 0.0,
-                 epistemic: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        target: torch.Tensor,
+        discrete: bool = False,
+        value: float = 0.0,
+        epistemic: torch.Tensor | None = None,
+    ) -> None:
         self.target, self.discrete, self.constant_value = target.float(), discrete, value
         self.action_dim = target.shape[0]
         self.bonus = epistemic
@@ -77,8 +82,14 @@ class TableModel:
 
     discrete = True
 
-    def __init__(self, next_node: torch.Tensor, reward: torch.Tensor, cont: torch.Tensor | None = None,
-                 value: torch.Tensor | None = None, prior: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        next_node: torch.Tensor,
+        reward: torch.Tensor,
+        cont: torch.Tensor | None = None,
+        value: torch.Tensor | None = None,
+        prior: torch.Tensor | None = None,
+    ) -> None:
         nodes, self.action_dim = next_node.shape
         self.next_node, self.reward = next_node.long(), reward.float()
         self.cont = torch.ones_like(self.reward) if cont is None else cont.float()

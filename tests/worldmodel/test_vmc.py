@@ -1,0 +1,191 @@
+"""Ha & Schmidhuber V-M-C (worldmodel.vmc)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from worldmodel.checkpoint import load_checkpoint
+from worldmodel.vmc import (
+    MDNRNN,
+    ConvVAE,
+    DreamConfig,
+    LinearController,
+    VMCConfig,
+    dream_returns,
+    evolve_controller,
+    mdn_nll,
+    run_vmc,
+    sample_mixture,
+)
+from worldmodel.vmc.envs import TakeCover, VMCEnvError, make_vmc_env
+from worldmodel.vmc.pipeline import sequence_chunks
+from worldmodel.vmc.vae import kl_to_standard_normal
+
+
+def test_mdn_nll_matches_direct_computation() -> None:
+    torch.manual_seed(0)
+    logpi = torch.randn(4, 3, 5).log_softmax(-1)
+    mu, logsigma, target = torch.randn(4, 3, 5), torch.randn(4, 3, 5) * 0.3, torch.randn(4, 3)
+    expected = torch.zeros(4)
+    for n in range(4):
+        for d in range(3):
+            density = sum(
+                math.exp(logpi[n, d, k])
+                * math.exp(-0.5 * ((target[n, d] - mu[n, d, k]) / math.exp(logsigma[n, d, k])) ** 2)
+                / (math.exp(logsigma[n, d, k]) * math.sqrt(2 * math.pi))
+                for k in range(5)
+            )
+            expected[n] -= math.log(density)
+    assert torch.allclose(mdn_nll(logpi, mu, logsigma, target), expected, atol=1e-5)
+
+
+def test_mdn_nll_single_component_is_gaussian_nll() -> None:
+    mu, sigma, x = torch.tensor([[[1.0]]]), torch.tensor([[[2.0]]]), torch.tensor([[0.0]])
+    nll = mdn_nll(torch.zeros(1, 1, 1), mu, sigma.log(), x)
+    assert nll.item() == pytest.approx(
+        -torch.distributions.Normal(1.0, 2.0).log_prob(torch.tensor(0.0)).item()
+    )
+
+
+def test_sample_mixture_temperature() -> None:
+    torch.manual_seed(0)
+    logpi = torch.tensor([0.9, 0.1]).log().expand(20000, 1, 2)
+    mu = torch.tensor([-5.0, 5.0]).expand(20000, 1, 2)
+    logsigma = torch.full((20000, 1, 2), math.log(0.1))
+    cold = sample_mixture(logpi, mu, logsigma, tau=0.1)
+    assert (cold > 0).float().mean() < 0.001  # 0.1^10 / (0.9^10 + 0.1^10)
+    hot = sample_mixture(logpi, mu, logsigma, tau=1.0)
+    assert (hot > 0).float().mean().item() == pytest.approx(0.1, abs=0.01)
+    wide = sample_mixture(
+        torch.zeros(20000, 1, 1), torch.zeros(20000, 1, 1), torch.zeros(20000, 1, 1), tau=4.0
+    )
+    assert wide.std().item() == pytest.approx(2.0, rel=0.05)  # sigma * sqrt(tau)
+    with pytest.raises(ValueError, match="tau=0"):
+        sample_mixture(logpi, mu, logsigma, tau=0.0)
+
+
+def test_vae_shapes_and_kl() -> None:
+    vae = ConvVAE(z_dim=32)
+    x = torch.rand(2, 3, 64, 64)
+    recon, mu, logvar = vae(x)
+    assert recon.shape == (2, 3, 64, 64) and mu.shape == (2, 32) and logvar.shape == (2, 32)
+    mu, logvar = torch.randn(3, 4), torch.randn(3, 4)
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    p = torch.distributions.Normal(torch.zeros(3, 4), torch.ones(3, 4))
+    assert torch.allclose(kl_to_standard_normal(mu, logvar), torch.distributions.kl_divergence(q, p).sum(-1))
+
+
+def test_controller_batched_matches_loop() -> None:
+    ctrl = LinearController(in_dim=4, out_dim=2)
+    params = torch.randn(3, ctrl.num_params)
+    feats = torch.randn(3, 5, 4)
+    out = ctrl(params, feats)
+    weight, bias = ctrl.unpack(params)
+    assert torch.allclose(out[1, 2], torch.tanh(weight[1] @ feats[1, 2] + bias[1]))
+    with pytest.raises(ValueError, match="expects 10 parameters"):
+        ctrl(torch.zeros(1, 7), feats[:1])
+
+
+def test_cma_es_improves_dream_return() -> None:
+    torch.manual_seed(0)
+    mdn = MDNRNN(z_dim=2, action_dim=1, hidden=8, mixtures=2).eval()
+    with torch.no_grad():
+        mdn.done.bias.fill_(-20.0)  # never done: the return is the sum of predicted rewards
+    ctrl = LinearController(2 + 8, 1)
+    start = torch.randn(16, 2)
+    config = DreamConfig(generations=12, population=12, rollouts=4, horizon=10, tau=1.0, sigma0=0.5)
+    best, history = evolve_controller(mdn, ctrl, start, lambda out: out, config)
+    zero = dream_returns(mdn, ctrl, torch.zeros(1, ctrl.num_params), start, lambda out: out, 10, 1.0)
+    evolved = dream_returns(
+        mdn, ctrl, torch.as_tensor(best, dtype=torch.float32)[None], start, lambda out: out, 10, 1.0
+    )
+    assert len(history) == 12
+    assert history[-1]["mean"] > history[0]["mean"]
+    assert evolved.item() > zero.item() + 0.05
+
+
+def test_dream_stops_at_done() -> None:
+    mdn = MDNRNN(z_dim=2, action_dim=1, hidden=4, mixtures=1).eval()
+    with torch.no_grad():
+        mdn.done.weight.zero_()
+        mdn.done.bias.fill_(20.0)  # done after the first step
+        mdn.reward.weight.zero_()
+        mdn.reward.bias.fill_(1.0)
+    ret = dream_returns(
+        mdn, LinearController(6, 1), torch.zeros(2, 7), torch.zeros(3, 2), lambda o: o, 50, 1.0
+    )
+    assert ret.tolist() == [1.0, 1.0]
+
+
+def test_sequence_chunks_pad_and_mask() -> None:
+    data = [
+        {
+            "actions": np.ones((5, 2), np.float32),
+            "rewards": np.arange(5, dtype=np.float32),
+            "dones": np.zeros(5, np.float32),
+        }
+    ]
+    latents = [(torch.arange(6.0)[:, None].expand(6, 3), torch.zeros(6, 3))]
+    chunks = sequence_chunks(data, latents, length=3)
+    assert chunks["mu"].shape == (2, 4, 3) and chunks["actions"].shape == (2, 3, 2)
+    assert chunks["mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert chunks["mu"][1, :, 0].tolist() == [3, 4, 5, 0]
+    assert chunks["rewards"][1].tolist() == [3, 4, 0]
+
+
+class _FakeEnv:
+    """Frames whose brightness follows the action; reward = the action; 12-step episodes."""
+
+    action_dim, controller_dim, max_steps = 1, 1, 12
+    action_map = staticmethod(lambda out: out)
+
+    def reset(self, seed: int) -> np.ndarray:
+        self.t, self.level = 0, 128.0
+        return np.full((64, 64, 3), 128, np.uint8)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool]:
+        self.t += 1
+        self.level = float(np.clip(self.level + 60 * action[0], 0, 255))
+        return np.full((64, 64, 3), int(self.level), np.uint8), float(action[0]), self.t >= self.max_steps
+
+    def random_action(self, rng: np.random.Generator, prev: np.ndarray | None) -> np.ndarray:
+        return rng.uniform(-1, 1, 1).astype(np.float32)
+
+    def close(self) -> None:
+        pass
+
+
+def test_run_vmc_end_to_end_on_fake_env(tmp_path) -> None:
+    cfg = VMCConfig(
+        env="fake",
+        episodes=6,
+        max_steps=12,
+        z_dim=4,
+        vae_epochs=1,
+        hidden=16,
+        mdn_epochs=2,
+        mdn_seq_len=6,
+        eval_episodes=2,
+        dream=DreamConfig(generations=2, population=4, rollouts=2, horizon=5),
+    )
+    summary = run_vmc(cfg, tmp_path, env=_FakeEnv())
+    assert summary["data"]["frames"] == 6 * 13
+    assert set(summary["seconds"]) >= {"1_random_rollouts", "2_train_V", "3_train_M", "4_evolve_C_in_dream"}
+    assert summary["real_return"]["controller"]["n"] == 2
+    state, meta = load_checkpoint(tmp_path / "vmc.safetensors")
+    assert state["controller"].shape == (1 * (4 + 16) + 1,) and meta["config"]["env"] == "fake"
+    assert (tmp_path / "summary.json").is_file()
+
+
+def test_unknown_env() -> None:
+    with pytest.raises(VMCEnvError, match="'doom'"):
+        make_vmc_env("doom")
+
+
+def test_take_cover_action_map() -> None:
+    out = torch.tensor([[-0.9], [0.0], [0.5]])
+    assert TakeCover.action_map(out).tolist() == [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]

@@ -1,0 +1,113 @@
+"""The two environments of the World Models paper, as 64x64 RGB frame producers.
+
+Each wrapper gives uint8 frames ``[64, 64, 3]``, a random exploration policy for step 1,
+and the map from controller outputs in (-1, 1) to the action vector fed to the env and
+to the MDN-RNN:
+
+- ``carracing``: gymnasium ``CarRacing-v3`` (96x96 frames resized), action
+  ``[steer, gas, brake]`` with gas and brake clipped to [0, 1]; 3 controller outputs.
+- ``take_cover``: VizDoom ``take_cover`` (160x120 frames resized), buttons
+  ``[MOVE_LEFT, MOVE_RIGHT]``; one controller output, left below -1/3, right above 1/3
+  (the paper's discretisation); +1 reward per tic alive, at most 2100 tics.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch import Tensor
+
+ENVS = ("carracing", "take_cover")
+
+
+class VMCEnvError(ValueError):
+    """Unknown environment name."""
+
+
+def resize(frame: np.ndarray) -> np.ndarray:
+    """``[H, W, 3]`` uint8 -> ``[64, 64, 3]`` (area interpolation)."""
+    import cv2
+
+    return cv2.resize(frame, (64, 64), interpolation=cv2.INTER_AREA)
+
+
+class CarRacing:
+    action_dim, controller_dim, max_steps = 3, 3, 1000
+
+    def __init__(self) -> None:
+        import gymnasium as gym
+
+        self.env = gym.make("CarRacing-v3")
+
+    def reset(self, seed: int) -> np.ndarray:
+        obs, _ = self.env.reset(seed=seed)
+        return resize(obs)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool]:
+        obs, reward, terminated, truncated, _ = self.env.step(action.astype(np.float32))
+        return resize(obs), float(reward), bool(terminated or truncated)
+
+    @staticmethod
+    def action_map(out: Tensor) -> Tensor:
+        """``[N, 3]`` tanh outputs -> ``[N, 3]`` ``[steer, gas, brake]``."""
+        return torch.cat([out[:, :1], out[:, 1:].clamp(min=0.0)], -1)
+
+    def random_action(self, rng: np.random.Generator, prev: np.ndarray | None) -> np.ndarray:
+        """Actions held for a few steps with a bias to accelerate, so the car moves."""
+        if prev is not None and rng.random() < 0.8:
+            return prev
+        return np.array([rng.uniform(-1, 1), rng.uniform(0.3, 1.0), rng.uniform(0, 0.1)], np.float32)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class TakeCover:
+    action_dim, controller_dim, max_steps = 2, 1, 2100
+
+    def __init__(self) -> None:
+        import vizdoom
+
+        self.game = vizdoom.DoomGame()
+        self.game.load_config(os.path.join(vizdoom.scenarios_path, "take_cover.cfg"))
+        self.game.set_window_visible(False)
+        self.game.set_screen_resolution(vizdoom.ScreenResolution.RES_160X120)
+        self.game.set_screen_format(vizdoom.ScreenFormat.RGB24)
+        self.game.init()
+        self.frame = np.zeros((64, 64, 3), np.uint8)
+
+    def _frame(self) -> np.ndarray:
+        if not self.game.is_episode_finished():
+            self.frame = resize(self.game.get_state().screen_buffer)
+        return self.frame
+
+    def reset(self, seed: int) -> np.ndarray:
+        self.game.set_seed(seed)
+        self.game.new_episode()
+        return self._frame()
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool]:
+        self.game.make_action([int(a > 0.5) for a in action])
+        return self._frame(), 1.0, self.game.is_episode_finished()
+
+    @staticmethod
+    def action_map(out: Tensor) -> Tensor:
+        """``[N, 1]`` tanh output -> ``[N, 2]`` ``[left, right]`` buttons."""
+        return torch.cat([(out < -1 / 3).float(), (out > 1 / 3).float()], -1)
+
+    def random_action(self, rng: np.random.Generator, prev: np.ndarray | None) -> np.ndarray:
+        return self.action_map(torch.tensor([[rng.uniform(-1, 1)]])).numpy()[0]
+
+    def close(self) -> None:
+        self.game.close()
+
+
+def make_vmc_env(name: str) -> CarRacing | TakeCover:
+    """``"carracing"`` or ``"take_cover"``."""
+    if name == "carracing":
+        return CarRacing()
+    if name == "take_cover":
+        return TakeCover()
+    raise VMCEnvError(f"unknown V-M-C environment {name!r}; choose one of {ENVS}")

@@ -1,0 +1,294 @@
+"""The five steps of Ha & Schmidhuber's World Models, on a CPU budget.
+
+1. ``collect``: random rollouts in the real environment (64x64 frames, actions, rewards, dones);
+2. ``train_vae``: V on all frames;
+3. ``train_mdn``: M on the latent sequences (``z`` resampled from V's posterior every epoch);
+4. ``evolve_controller`` (:mod:`worldmodel.vmc.dream`): C by CMA-ES inside M's dream;
+5. ``evaluate_real``: C (with V and M as its eyes and memory) in the real environment,
+   against a random policy.
+
+``run_vmc`` runs all five, times each, saves V, M and C with the atomic checkpoint
+writer and returns a JSON-able summary.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from worldmodel.checkpoint import atomic_write_json, save_checkpoint
+from worldmodel.config import config_to_dict
+from worldmodel.run import progress, seed_everything
+from worldmodel.vmc.controller import LinearController
+from worldmodel.vmc.dream import DreamConfig, dream_returns, evolve_controller
+from worldmodel.vmc.envs import make_vmc_env
+from worldmodel.vmc.mdn_rnn import MDNRNN
+from worldmodel.vmc.vae import ConvVAE, frames_to_input
+
+PAPER = {
+    "carracing": "906 +- 21 (Ha & Schmidhuber 2018); 860 (ctallec/world-models)",
+    "take_cover": "1092 +- 556 survival steps for the dream-trained controller (750 = solved)",
+}
+
+
+@dataclass
+class VMCConfig:
+    """Sizes and budgets of one V-M-C run (paper sizes for V and M, small data budgets)."""
+
+    env: str = "take_cover"
+    seed: int = 0
+    episodes: int = 40
+    max_steps: int = 500
+    z_dim: int = 32
+    vae_epochs: int = 3
+    vae_batch: int = 64
+    vae_lr: float = 1e-3
+    hidden: int = 256
+    mixtures: int = 5
+    mdn_epochs: int = 20
+    mdn_seq_len: int = 100
+    mdn_batch: int = 16
+    mdn_lr: float = 1e-3
+    eval_episodes: int = 5
+    threads: int = 1
+    dream: DreamConfig = field(default_factory=DreamConfig)
+
+
+def collect(env: Any, episodes: int, max_steps: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """Step 1. Each episode: ``frames [T+1, 64, 64, 3]`` uint8, ``actions [T, A]``, ``rewards [T]``,
+    ``dones [T]`` (row t: the transition from frame t with action t)."""
+    rng = np.random.default_rng(seed)
+    data = []
+    for ep in progress(range(episodes), desc="random rollouts"):
+        frames, actions, rewards, dones = [env.reset(seed + ep)], [], [], []
+        action = None
+        for _ in range(max_steps):
+            action = env.random_action(rng, action)
+            frame, reward, done = env.step(action)
+            frames.append(frame)
+            actions.append(action)
+            rewards.append(reward)
+            dones.append(done)
+            if done:
+                break
+        data.append(
+            {
+                "frames": np.stack(frames),
+                "actions": np.stack(actions).astype(np.float32),
+                "rewards": np.asarray(rewards, np.float32),
+                "dones": np.asarray(dones, np.float32),
+            }
+        )
+    return data
+
+
+def train_vae(frames: np.ndarray, cfg: VMCConfig) -> tuple[ConvVAE, list[dict[str, float]]]:
+    """Step 2. ``frames [N, 64, 64, 3]`` uint8; one history row per epoch."""
+    vae = ConvVAE(cfg.z_dim)
+    optim = torch.optim.Adam(vae.parameters(), lr=cfg.vae_lr)
+    data = torch.as_tensor(frames)
+    history = []
+    for epoch in range(cfg.vae_epochs):
+        order = torch.randperm(len(data))
+        sums = {"vae/recon": 0.0, "vae/kl": 0.0}
+        batches = range(0, len(data), cfg.vae_batch)
+        for start in progress(batches, desc=f"V epoch {epoch}"):
+            loss, metrics = vae.loss(frames_to_input(data[order[start : start + cfg.vae_batch]]))
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+            for k in sums:
+                sums[k] += metrics[k] / len(batches)
+        history.append({"epoch": epoch, **sums})
+    return vae.eval(), history
+
+
+@torch.no_grad()
+def encode_episodes(
+    vae: ConvVAE, data: list[dict[str, np.ndarray]]
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(mu, logvar)``, each ``[T+1, Z]``, for every episode."""
+    out = []
+    for episode in data:
+        frames = torch.as_tensor(episode["frames"])
+        parts = [vae.encode(frames_to_input(frames[i : i + 256])) for i in range(0, len(frames), 256)]
+        out.append((torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])))
+    return out
+
+
+def sequence_chunks(
+    data: list[dict[str, np.ndarray]], latents: list[tuple[torch.Tensor, torch.Tensor]], length: int
+) -> dict[str, torch.Tensor]:
+    """Cut episodes into windows of ``length`` transitions, zero-padded with a ``mask``: every
+    value ``[W, length, ...]`` (``mu``/``logvar`` hold ``length + 1`` frames)."""
+    keys = ("mu", "logvar", "actions", "rewards", "dones", "mask")
+    chunks: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
+    for episode, (mu, logvar) in zip(data, latents, strict=True):
+        steps = len(episode["actions"])
+        for start in range(0, steps, length):
+            stop = min(start + length, steps)
+            pad = length - (stop - start)
+            pieces = {
+                "mu": mu[start : stop + 1],
+                "logvar": logvar[start : stop + 1],
+                "actions": torch.as_tensor(episode["actions"][start:stop]),
+                "rewards": torch.as_tensor(episode["rewards"][start:stop]),
+                "dones": torch.as_tensor(episode["dones"][start:stop]),
+                "mask": torch.ones(stop - start),
+            }
+            for key, value in pieces.items():
+                padding = torch.zeros(pad, *value.shape[1:])
+                chunks[key].append(torch.cat([value, padding]))
+    return {k: torch.stack(v) for k, v in chunks.items()}
+
+
+def train_mdn(chunks: dict[str, torch.Tensor], action_dim: int, cfg: VMCConfig) -> tuple[MDNRNN, list[dict]]:
+    """Step 3. ``z`` is resampled from ``N(mu, exp(logvar))`` every epoch, as in the paper."""
+    mdn = MDNRNN(cfg.z_dim, action_dim, cfg.hidden, cfg.mixtures)
+    optim = torch.optim.Adam(mdn.parameters(), lr=cfg.mdn_lr)
+    history = []
+    for epoch in progress(range(cfg.mdn_epochs), desc="M epochs"):
+        z_all = chunks["mu"] + torch.randn_like(chunks["mu"]) * (0.5 * chunks["logvar"]).exp()
+        order = torch.randperm(len(z_all))
+        sums: dict[str, float] = {}
+        batches = range(0, len(order), cfg.mdn_batch)
+        for start in batches:
+            idx = order[start : start + cfg.mdn_batch]
+            z = z_all[idx]
+            loss, metrics = mdn.loss(
+                z[:, :-1],
+                chunks["actions"][idx],
+                z[:, 1:],
+                chunks["rewards"][idx],
+                chunks["dones"][idx],
+                chunks["mask"][idx],
+            )
+            optim.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(mdn.parameters(), 1.0)
+            optim.step()
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + v / len(batches)
+        history.append({"epoch": epoch, **sums})
+    return mdn.eval(), history
+
+
+@torch.no_grad()
+def evaluate_real(
+    env: Any,
+    vae: ConvVAE,
+    mdn: MDNRNN,
+    controller: LinearController,
+    params: torch.Tensor | None,
+    episodes: int,
+    seed: int,
+) -> list[float]:
+    """Step 5. Real returns of the controller ``params [n]`` (``None``: uniformly random
+    controller outputs, the random-policy baseline), one episode per seed ``seed + i``."""
+    rng = np.random.default_rng(seed)
+    returns = []
+    for ep in range(episodes):
+        frame, state, total = env.reset(seed + ep), mdn.initial_state(1), 0.0
+        h = torch.zeros(1, mdn.hidden)
+        for _ in range(env.max_steps):
+            z = vae.encode(frames_to_input(torch.as_tensor(frame)))[0]
+            if params is None:
+                out = torch.as_tensor(rng.uniform(-1, 1, (1, controller.out_dim)), dtype=torch.float32)
+            else:
+                out = controller(params[None], torch.cat([z, h], -1)[None])[0]
+            action = env.action_map(out)
+            frame, reward, done = env.step(action[0].numpy())
+            total += reward
+            _, _, _, h, state = mdn.step(z, action, state)
+            if done:
+                break
+        returns.append(total)
+    return returns
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
+
+
+def run_vmc(cfg: VMCConfig, logdir: str | Path, env: Any = None) -> dict[str, Any]:
+    """All five steps; writes ``vmc.safetensors`` (V, M, C) and ``summary.json`` to ``logdir``.
+
+    ``env`` defaults to ``make_vmc_env(cfg.env)`` (any object with the same interface works).
+    """
+    logdir = Path(logdir)
+    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    env = env or make_vmc_env(cfg.env)
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name] = round(now - clock, 1)
+        clock = now
+
+    try:
+        data = collect(env, cfg.episodes, cfg.max_steps, cfg.seed)
+        lap("1_random_rollouts")
+        vae, vae_history = train_vae(np.concatenate([ep["frames"] for ep in data]), cfg)
+        lap("2_train_V")
+        latents = encode_episodes(vae, data)
+        mdn, mdn_history = train_mdn(sequence_chunks(data, latents, cfg.mdn_seq_len), env.action_dim, cfg)
+        lap("3_train_M")
+        controller = LinearController(cfg.z_dim + cfg.hidden, env.controller_dim)
+        start_z = torch.stack([mu[0] for mu, _ in latents])
+        best, dream_history = evolve_controller(mdn, controller, start_z, env.action_map, cfg.dream)
+        params = torch.as_tensor(best, dtype=torch.float32)
+        final_dream = dream_returns(
+            mdn, controller, params[None], start_z, env.action_map, cfg.dream.horizon, cfg.dream.tau
+        )
+        zero_dream = dream_returns(
+            mdn,
+            controller,
+            torch.zeros(1, controller.num_params),
+            start_z,
+            env.action_map,
+            cfg.dream.horizon,
+            cfg.dream.tau,
+        )
+        lap("4_evolve_C_in_dream")
+        eval_seed = cfg.seed + 10_000
+        real = evaluate_real(env, vae, mdn, controller, params, cfg.eval_episodes, eval_seed)
+        random = evaluate_real(env, vae, mdn, controller, None, cfg.eval_episodes, eval_seed)
+        lap("5_transfer_to_real")
+    finally:
+        env.close()
+    save_checkpoint(
+        logdir / "vmc.safetensors",
+        {"vae": vae.state_dict(), "mdn": mdn.state_dict(), "controller": params},
+        meta={"config": config_to_dict(cfg)},
+    )
+    summary = {
+        "env": cfg.env,
+        "config": config_to_dict(cfg),
+        "data": {
+            "episodes": len(data),
+            "frames": int(sum(len(ep["frames"]) for ep in data)),
+            "random_rollout_return": _stats([float(ep["rewards"].sum()) for ep in data]),
+        },
+        "seconds": {**seconds, "total": round(sum(seconds.values()), 1)},
+        "threads": cfg.threads,
+        "vae": vae_history[-1],
+        "mdn": mdn_history[-1],
+        "dream_return": {
+            "controller": float(final_dream[0]),
+            "zero_controller": float(zero_dream[0]),
+            "first_generation_mean": dream_history[0]["mean"],
+            "last_generation_mean": dream_history[-1]["mean"],
+        },
+        "real_return": {"controller": _stats(real), "random_policy": _stats(random)},
+        "paper": PAPER.get(cfg.env, ""),
+    }
+    atomic_write_json(logdir / "summary.json", summary)
+    return summary
