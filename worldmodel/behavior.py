@@ -62,6 +62,22 @@ class ActionSpec:
             return cls(False, int(shape[0]))
         raise ActionSpaceError(f"unsupported action space {space!r}: use Discrete(n) or a 1-D Box")
 
+    def check(self, action: Tensor) -> None:
+        """Raise `ActionSpaceError` unless ``action [..., A]`` is in the space: one-hot
+        rows for discrete actions, finite values in [-1, 1] for continuous ones."""
+        action = torch.as_tensor(action)
+        if action.dim() == 0 or action.shape[-1] != self.dim:
+            raise ActionSpaceError(f"action: expected shape [..., {self.dim}], got {tuple(action.shape)}")
+        if not bool(torch.isfinite(action).all()):
+            raise ActionSpaceError("action contains NaN or inf")
+        if self.discrete:
+            binary = ((action == 0) | (action == 1)).all(-1)
+            if not bool((binary & (action.sum(-1) == 1)).all()):
+                raise ActionSpaceError(f"discrete action is not one-hot of size {self.dim}: {action}")
+        elif bool((action.abs() > 1).any()):
+            peak = action.abs().max().item()
+            raise ActionSpaceError(f"continuous action outside [-1, 1]: max |a| = {peak:.3g}")
+
 
 class Actor(nn.Module):
     """Policy head. ``feat [..., F]`` -> a distribution over ``[..., A]`` actions.

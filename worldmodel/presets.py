@@ -132,6 +132,14 @@ for _name in ("1m", "12m"):
     }
 
 
+def updates_per_env_step(config: DreamerConfig) -> float:
+    """Gradient updates per env step for ``config.train_ratio`` (replayed steps per env step).
+
+    This is sheeprl's ``replay_ratio``: ``train_ratio / (batch_size * batch_length)``.
+    """
+    return config.train_ratio / (config.batch_size * config.batch_length)
+
+
 def dreamer_config(preset: str = "s", overrides: Sequence[str] = ()) -> DreamerConfig:
     """A `DreamerConfig` from a size preset plus ``key=value`` overrides.
 
