@@ -26,5 +26,52 @@ def version() -> None:
     typer.echo(package_version())
 
 
+@app.command()
+def train(
+    env: str = typer.Option("gym:CartPole-v1", help="suite:task, e.g. gym:CartPole-v1, dmc:walker-walk"),
+    size: str = typer.Option("xs", help="agent size preset (worldmodel.presets)"),
+    steps: int = typer.Option(10_000, help="total env steps"),
+    train_ratio: float = typer.Option(None, help="replayed steps per env step (default: preset's)"),
+    logdir: str = typer.Option(..., help="run directory; an existing one is resumed"),
+    seed: int = typer.Option(0),
+    overrides: list[str] = typer.Argument(None, help="key=value agent overrides, run.key=value run settings"),
+) -> None:
+    """Train a Dreamer agent on a control task (resumes an existing logdir)."""
+    import json
+
+    from worldmodel.train import build_configs
+    from worldmodel.train import train as run_training
+
+    try:
+        run_cfg, agent_cfg = build_configs(
+            overrides or [], env=env, size=size, steps=steps, seed=seed, train_ratio=train_ratio
+        )
+        result = run_training(run_cfg, agent_cfg, logdir)
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(result))
+
+
+@app.command("eval")
+def evaluate(
+    logdir: str = typer.Option(..., help="run directory written by `worldmodel train`"),
+    episodes: int = typer.Option(10),
+    video: str = typer.Option(None, help="write an MP4 of the episodes (image observations)"),
+    planner: str = typer.Option("policy", help="how to act: 'policy' (the learned actor)"),
+) -> None:
+    """Evaluate a run's latest checkpoint; prints one JSON line with mean/std return."""
+    import json
+
+    from worldmodel.evaluate import evaluate as run_eval
+
+    try:
+        result = run_eval(logdir, episodes=episodes, video=video, planner=planner)
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(result))
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,97 @@
+"""Evaluate a trained run: ``worldmodel eval --logdir DIR --episodes K [--video FILE.mp4]``.
+
+Loads the run's config and latest checkpoint, plays K episodes on evaluation seeds
+(one environment, never a training seed) and returns mean and std of the episode
+return.
+
+Planner hook: `ACTORS` maps a ``--planner`` name to a factory ``factory(agent) ->
+act``, where ``act(obs: dict[str, Tensor[B, ...]], state) -> (action [B, A], state)``
+and ``state`` starts as ``agent.initial_state(B)``. ``policy`` (the learned actor in
+greedy mode) is built in; planners over the learned model (worldmodel.planning)
+register their factory here to become available as ``--planner NAME``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from worldmodel.checkpoint import atomic_write_bytes, load_checkpoint
+from worldmodel.envs import EnvError
+from worldmodel.run import seed_everything
+from worldmodel.train import (
+    CHECKPOINT,
+    EVAL_SEED_OFFSET,
+    load_run_configs,
+    make_envs,
+    obs_shapes,
+    play_episodes,
+)
+
+Act = Callable[[dict[str, torch.Tensor], Any], tuple[torch.Tensor, Any]]
+
+
+def _learned_policy(agent: Any) -> Act:
+    def act(obs: dict[str, torch.Tensor], state: Any) -> tuple[torch.Tensor, Any]:
+        return agent.policy(obs, state, mode="greedy")
+
+    return act
+
+
+ACTORS: dict[str, Callable[[Any], Act]] = {"policy": _learned_policy}
+
+
+def write_video(path: str | Path, frames: list[np.ndarray], fps: int = 30) -> Path:
+    """Encode uint8 frames ``[H, W, 3]`` as MP4 and write the file atomically."""
+    import imageio.v2 as imageio
+
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp) / "video.mp4"
+        imageio.mimwrite(scratch, frames, fps=fps, macro_block_size=1)
+        return atomic_write_bytes(path, scratch.read_bytes())
+
+
+def evaluate(
+    logdir: str | Path, episodes: int = 10, video: str | Path | None = None, planner: str = "policy"
+) -> dict[str, Any]:
+    """Play ``episodes`` episodes with the run's latest checkpoint.
+
+    Returns ``{"env", "env_steps", "episodes", "return_mean", "return_std", "length_mean",
+    "planner"}``.
+    """
+    from worldmodel.agent import Agent
+
+    if episodes < 1:
+        raise EnvError(f"episodes must be >= 1, got {episodes}")
+    if planner not in ACTORS:
+        raise EnvError(f"unknown planner '{planner}'; choose one of {', '.join(ACTORS)}")
+    run_cfg, agent_cfg = load_run_configs(logdir)
+    state, _ = load_checkpoint(Path(logdir) / CHECKPOINT)
+    torch.set_num_threads(run_cfg.threads)
+    seed_everything(run_cfg.seed + EVAL_SEED_OFFSET)  # the same command gives the same numbers
+    frames: list[np.ndarray] | None = [] if video is not None else None
+    with make_envs(run_cfg, num_envs=1, seed=run_cfg.seed + EVAL_SEED_OFFSET) as envs:
+        if video is not None and "image" not in envs.observation_space.spaces:
+            raise EnvError(
+                f"--video needs image observations; {run_cfg.env} has only {list(envs.observation_space)}"
+            )
+        agent = Agent(obs_shapes(envs), envs.action_space, agent_cfg)
+        agent.load_state_dict(state["agent"])
+        stats = play_episodes(agent, envs, episodes, act=ACTORS[planner](agent), frames=frames)
+    if frames is not None:
+        write_video(video, frames)
+    returns = [e["episode/return"] for e in stats]
+    return {
+        "env": run_cfg.env,
+        "env_steps": int(state["counters"]["env_steps"]),
+        "episodes": episodes,
+        "return_mean": float(np.mean(returns)),
+        "return_std": float(np.std(returns)),
+        "length_mean": float(np.mean([e["episode/length"] for e in stats])),
+        "planner": planner,
+    }
