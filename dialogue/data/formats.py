@@ -219,11 +219,13 @@ def normalise_record(
     roles: RoleMap | None = None,
     default_id: str = "",
     report: LoadReport | None = None,
+    require_both_roles: bool = True,
 ) -> dict[str, Any]:
     """One raw record (any recognised format) -> the schema above.
 
     Empty turns are removed (counted in ``report.warnings``). Raises `MalformedRecord` for
-    empty dialogues, a single role, non-string content, unknown roles and bad labels.
+    empty dialogues, non-string content, unknown roles, bad labels and (unless
+    ``require_both_roles=False``) dialogues without both a user and an assistant turn.
     """
     roles = roles or RoleMap()
     if isinstance(record, Sequence) and not isinstance(record, (str, bytes, Mapping)):
@@ -245,7 +247,7 @@ def normalise_record(
     if not turns:
         raise MalformedRecord("empty_dialogue", "the dialogue has no non-empty turns")
     present = {t["role"] for t in turns} - {"system"}
-    if present != {"user", "assistant"}:
+    if require_both_roles and present != {"user", "assistant"}:
         raise MalformedRecord(
             "one_role",
             f"a dialogue needs user and assistant turns, found only {sorted(present) or ['system']}",
