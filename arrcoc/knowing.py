@@ -13,14 +13,26 @@ arrcoc keeps and reports). `score_words` is the simple function API.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+from torch import Tensor
 
 from arrcoc.balancing import SCORERS
+from arrcoc.future_coupling import (
+    PooledTurns,
+    coupling_exact,
+    coupling_fast,
+    pool_pieces,
+    projection,
+    salience,
+)
+from arrcoc.words import split_words
 
 METHODS: tuple[str, ...] = ("fast", "exact")
 
@@ -49,32 +61,172 @@ class RelevanceModel(Protocol):
         ...
 
 
-def aggregate_to_words(
-    values: torch.Tensor, word_ids: Sequence[int | None], num_words: int, reduce: str
-) -> torch.Tensor:
-    """Subword values [L] -> word values [N]: ``sum`` (additive effects, surprisal) or ``max``.
+def model_turns(messages: Sequence[Mapping[str, str]]) -> tuple[list[int], int]:
+    """The world-model turn of every message, mirroring `dialogue.steps.exchanges`.
 
-    ``word_ids[i]`` is the word of piece ``i`` (None for special tokens). Words without
-    any piece (e.g. truncated) get 0.
+    Turn ``2k`` is the k-th user turn, ``2k + 1`` the assistant's reply to it. System and
+    tool messages, empty messages and assistant messages before the first user message are
+    not read by the world model; each gets its own turn index ``>= num_model_turns`` (they
+    are still encoded, for salience). Consecutive messages of one role share a turn.
+    Returns ``(turn of each message, num_model_turns)``.
     """
-    index = torch.tensor([-1 if w is None else w for w in word_ids], dtype=torch.long)
-    keep = index >= 0
-    out = torch.zeros(num_words, dtype=values.dtype)
-    if reduce == "sum":
-        return out.index_add(0, index[keep], values[keep])
-    if reduce == "max":
-        out = torch.full((num_words,), -torch.inf, dtype=values.dtype)
-        out = out.scatter_reduce(0, index[keep], values[keep], reduce="amax")
-        return torch.where(torch.isinf(out), torch.zeros_like(out), out)
-    raise ScoringError(f"unknown reduction {reduce!r}; expected 'sum' or 'max'")
+    turns: list[int | None] = []
+    last_role, current = None, -1
+    for message in messages:
+        role = message["role"]
+        readable = role in ("user", "assistant") and message["content"].strip()
+        if not readable or (role == "assistant" and current < 0):
+            turns.append(None)
+            continue
+        if role != last_role:
+            current += 1
+            last_role = role
+        turns.append(current)
+    num = current + 1
+    extra = iter(range(num, num + turns.count(None)))
+    return [t if t is not None else next(extra) for t in turns], num
+
+
+@contextmanager
+def mean_field(rssm: torch.nn.Module) -> Iterator[None]:
+    """Use the expected stochastic state (class probabilities) instead of one-hot samples.
+
+    Deterministic and smooth, so the occlusion effects of single words are not drowned by
+    sampling noise and the fast (gradient) form has a gradient through the stochastic path.
+    """
+    rssm.sample = lambda logits: logits.softmax(-1)  # the instance attribute shadows RSSM.sample
+    try:
+        yield
+    finally:
+        del rssm.sample
+
+
+class WorldModelScorer:
+    """The three scorers on a `DialogueWorldModel` (see the module docstring).
+
+    num_turns: imagined future exchanges. proj_dim: size K of the random projection of the
+    imagined future turn embeddings. batch_size: occluded variants per world-model call
+    (exact form).
+    """
+
+    def __init__(
+        self, world_model: Any, num_turns: int = 3, proj_dim: int = 32, batch_size: int = 64
+    ) -> None:
+        self.model = world_model.eval()
+        self.num_turns, self.batch_size = num_turns, batch_size
+        enc = world_model.encoder
+        self.proj = projection(num_turns * enc.dim, proj_dim)
+
+    def _imagine(self, turns: Tensor) -> tuple[Tensor, Tensor]:
+        """Turn embeddings [B, T, H] (user, reply, user, ...) -> (discounted value [B], futures [B, M])."""
+        users, replies = turns[:, 0::2], turns[:, 1::2]
+        has_reply = replies.shape[1] == users.shape[1]
+        if not has_reply:
+            replies = torch.cat([replies, torch.zeros_like(users[:, :1])], 1)
+        flag = torch.full((len(turns),), has_reply, dtype=torch.bool)
+        with mean_field(self.model.rssm):
+            state = self.model.latent_from_embeddings(users, replies, flag)
+            traj = self.model.simulate_future_turns(state, None, self.num_turns, seed=0)
+        return traj.discounted_total, traj.next_user.flatten(1)
+
+    def pool(self, messages: Sequence[Mapping[str, str]]) -> tuple[PooledTurns, Tensor]:
+        """One chunked encoder pass over the dialogue (see `pool_pieces`)."""
+        enc = self.model.encoder
+        turn_of, num = model_turns(messages)
+
+        def hidden(ids: Tensor, mask: Tensor) -> Tensor:
+            return enc.encode_tokens(ids, mask)[1]
+
+        words = [m["content"].split() for m in messages]
+        return pool_pieces(
+            hidden, enc.tokenizer, words, turn_of, num, enc.max_length, normalize=enc.normalize
+        )
+
+    def information(self, messages: Sequence[Mapping[str, str]]) -> Tensor:
+        """[N] surprisal (nats) of each word under the decoder, given the latent before its turn.
+
+        Pieces past the decoder's length limit are not scored by the model; those words get
+        their turn's mean surprisal per piece times their piece count (no information
+        either way). Words the model does not read get 0.
+        """
+        turn_of, num = model_turns(messages)
+        words = split_words(messages)
+        out = torch.zeros(len(words))
+        readable = [i for i, t in enumerate(turn_of) if t < num]
+        if not readable:
+            return out
+        owners = _turn_word_owners(messages, turn_of, num)
+        with mean_field(self.model.rssm), torch.no_grad():
+            turns = self.model.turn_surprisal([messages[i] for i in readable])
+        for turn, scored in enumerate(turns):
+            owner = owners[turn]
+            counts: dict[int, int] = {}
+            total = 0.0
+            for (start, _), value in zip(scored.offsets, scored.surprisal.tolist(), strict=True):
+                word = owner[min(start, len(owner) - 1)]
+                if word is not None:
+                    out[word] += value
+                    counts[word] = counts.get(word, 0) + 1
+                    total += value
+            if scored.truncated and counts:
+                per_piece = total / sum(counts.values())
+                enc = self.model.tokenizer
+                for word in {w for w in owner if w is not None} - set(counts):
+                    out[word] = per_piece * max(1, len(enc.encode(words[word].text).ids) - 1)
+        return out
+
+    def score(self, messages: Sequence[Mapping[str, str]], method: str = "fast") -> WordScores:
+        """Coupling (``fast`` or ``exact``), information and salience of every word [N]."""
+        if method not in METHODS:
+            raise ScoringError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+        pooled, vectors = self.pool(messages)
+        if pooled.model_turns == 0:
+            coupling = torch.zeros(len(vectors))
+        elif method == "fast":
+            coupling = coupling_fast(pooled, self._imagine, self.proj)
+        else:
+            coupling = coupling_exact(pooled, self._imagine, self.proj, self.batch_size)
+        scores = {
+            "coupling": coupling,
+            "information": self.information(messages),
+            "salience": salience(pooled, vectors),
+        }
+        return WordScores(scores)
+
+
+def _turn_word_owners(
+    messages: Sequence[Mapping[str, str]], turn_of: Sequence[int], num: int
+) -> list[list[int | None]]:
+    """Per model turn (messages joined by a blank line, as the model does): for each character
+    position, the first word at or after it, so a whitespace piece belongs to the word it precedes."""
+    texts: list[list[tuple[str, int]]] = [[] for _ in range(num)]  # (content, first word index)
+    word = 0
+    for message, turn in zip(messages, turn_of, strict=True):
+        if turn < num:
+            texts[turn].append((message["content"], word))
+        word += len(message["content"].split())
+    owners = []
+    for parts in texts:
+        owner: list[int | None] = []
+        for k, (content, first) in enumerate(parts):
+            chars: list[int | None] = [None] * (len(content) + (2 if k else 0))
+            base = 2 if k else 0
+            for j, match in enumerate(re.finditer(r"\S+", content)):
+                chars[base + match.start() : base + match.end()] = [first + j] * (match.end() - match.start())
+            owner += chars
+        nxt: int | None = None
+        for c in range(len(owner) - 1, -1, -1):
+            nxt = owner[c] if owner[c] is not None else nxt
+            owner[c] = nxt
+        owners.append(owner + [None])
+    return owners
 
 
 def resolve_model(model: Any = None) -> RelevanceModel:
     """A `RelevanceModel` from None (the shipped default), a model directory, a model, or a scorer."""
     if isinstance(model, RelevanceModel):
         return model
-    from arrcoc.future_coupling import WorldModelScorer
-    from dialogue import DialogueWorldModel
+    from dialogue.model import DialogueWorldModel
 
     if model is None or isinstance(model, (str, Path)):
         return WorldModelScorer(DialogueWorldModel.from_pretrained(None if model is None else str(model)))
