@@ -255,3 +255,40 @@ def score_words(
         names = ", ".join([*METHODS, "coupling_fast", "coupling_exact", "information", "salience"])
         raise ScoringError(f"unknown method {method!r}; expected one of {names}")
     return resolve_model(model).score(messages, form or "fast").scores[scorer]
+
+
+def relevance_via_world_model(
+    context: Sequence[Mapping[str, str]],
+    tokens: Sequence[int] | Sequence[str] | None = None,
+    world_model: Any = None,
+    method: str = "exact",
+) -> Tensor:
+    """Per-token relevance from simulated futures (the future-coupling score).
+
+    context: the dialogue. tokens: None (every word, [N]), word indices into the context's
+    words, or strings (each scored by its highest-scoring occurrence, punctuation-insensitive;
+    0 if it does not occur). world_model: as for `resolve_model`. Returns [len(tokens)].
+    """
+    from arrcoc.words import validate_messages
+
+    messages = validate_messages(context)
+    coupling = resolve_model(world_model).score(messages, method).scores["coupling"]
+    if tokens is None:
+        return coupling
+    tokens = list(tokens)
+    if all(isinstance(t, int) for t in tokens):
+        if any(not 0 <= t < len(coupling) for t in tokens):
+            raise ScoringError(f"token indices must be in [0, {len(coupling)})")
+        return coupling[torch.tensor(tokens, dtype=torch.long)]
+    if not all(isinstance(t, str) for t in tokens):
+        raise ScoringError("tokens must be all word indices or all strings")
+    bare = [w.text.strip(_PUNCT).lower() for w in split_words(messages)]
+    out = torch.zeros(len(tokens))
+    for k, token in enumerate(tokens):
+        hits = [i for i, w in enumerate(bare) if w == token.strip(_PUNCT).lower()]
+        if hits:
+            out[k] = coupling[torch.tensor(hits)].max()
+    return out
+
+
+_PUNCT = ".,;:!?\"'()[]{}<>"

@@ -111,3 +111,17 @@ def test_empty_file_and_bad_budget(tmp_path, patched_model):
     assert result.exit_code == 2 and "is empty" in result.output
     result = runner.invoke(app, ["compress", str(empty), "--budget", "2.5", "--output", str(tmp_path / "o")])
     assert result.exit_code == 2 and "whole number" in result.output
+
+
+def test_cli_compress_with_a_saved_world_model(tmp_path, tiny_world_model):
+    model_dir = tiny_world_model.save_pretrained(tmp_path / "model")
+    src = _write_lines(tmp_path / "in.jsonl", [json.dumps({"id": "a", "messages": DIALOGUE})])
+    out = tmp_path / "out.jsonl"
+    args = ["compress", str(src), "--budget", "0.5", "--model", str(model_dir), "--output", str(out)]
+    args += ["--method", "exact", "--force-term", "Lisbon"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (rec,) = [json.loads(line) for line in out.read_text().splitlines()]
+    free_kept = sum(t["kept"] and not t["forced"] for t in rec["tokens"])
+    assert free_kept == N_WORDS // 2 and rec["forced_tokens"] == 1
+    assert next(t for t in rec["tokens"] if t["text"] == "Lisbon")["kept"]

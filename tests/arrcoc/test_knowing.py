@@ -119,3 +119,28 @@ def test_scores_every_word_and_ignores_unread(tiny_world_model):
     assert score_words(MESSAGES, "salience", scorer).tolist() == pytest.approx(
         out.scores["salience"].tolist()
     )
+
+
+def test_relevance_via_world_model_and_token_affordances(tiny_world_model):
+    from arrcoc.affordances import token_affordances
+    from arrcoc.knowing import ScoringError, relevance_via_world_model
+
+    context = MESSAGES[2:5] + [{"role": "user", "content": "Porto, in the morning"}]
+    scorer = WorldModelScorer(tiny_world_model)
+    every = relevance_via_world_model(context, None, scorer)
+    assert every.shape == (sum(len(m["content"].split()) for m in context),)
+    picked = relevance_via_world_model(context, [0, 5], scorer)
+    assert picked.tolist() == pytest.approx(every[[0, 5]].tolist())
+    named = relevance_via_world_model(context, ["lisbon", "absent"], scorer)
+    assert named[0].item() == pytest.approx(every[5].item()) and named[1].item() == 0.0
+    with pytest.raises(ScoringError, match="indices"):
+        relevance_via_world_model(context, [99], scorer)
+
+    aff = token_affordances(tiny_world_model, context, ["Lisbon", "ok", "which class?"])
+    parts = torch.stack([aff.engagement, aff.coherence, aff.task_success], 1)
+    assert aff.total.tolist() == pytest.approx((parts @ torch.tensor([0.3, 0.3, 0.4])).tolist(), abs=1e-6)
+    custom = token_affordances(tiny_world_model, context, ["Lisbon", "ok"], weights=(1.0, 0.0, 0.0))
+    assert custom.total.tolist() == pytest.approx(custom.engagement.tolist(), abs=1e-6)
+    assert [t for t, _ in aff.ranked()] == [aff.tokens[i] for i in torch.argsort(aff.total, descending=True)]
+    with pytest.raises(ScoringError, match="end with a user turn"):
+        token_affordances(tiny_world_model, MESSAGES[2:5], ["ok"])
