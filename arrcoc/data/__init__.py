@@ -1,0 +1,1 @@
+"""Data shipped with arrcoc (the demo dialogue)."""
