@@ -98,5 +98,22 @@ def score(
     _run_file(input, output, None, model, method, max_words)
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(
+    ctx: typer.Context,
+    data: str = typer.Option(..., "--data", help="File, directory, 'sharegpt', 'chatterbot' or hub name."),
+    output: Path = typer.Option(..., "--output", "-o", help="Run directory (resumed from its checkpoint)."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Optimiser steps (default: epochs)."),
+) -> None:
+    """Train a dialogue world model; extra `key=value` arguments override the config."""
+    from dialogue.train import train_from_cli
+
+    try:
+        train_from_cli(data, str(output), max_steps, list(ctx.args))
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
 if __name__ == "__main__":
     app()

@@ -53,14 +53,6 @@ class Affordance:
     epistemic: float
     score: float
 
-    def describe(self, name: str = "") -> str:
-        """One human-readable line."""
-        label = name or str([round(x, 2) for x in self.action.tolist()])
-        return (
-            f"{label:>12}  score {self.score:8.3f}  total {self.total:8.3f}  reward {self.reward:7.3f}  "
-            f"cont {self.cont:5.3f}  value {self.value:8.3f}  epistemic {self.epistemic:7.3f}"
-        )
-
 
 @torch.no_grad()
 def detect_affordances(
@@ -129,3 +121,63 @@ def candidate_actions(model: LatentModel, state: State, num_continuous: int = 8)
     if model.discrete:
         return torch.eye(model.action_dim, device=next(iter(state.values())).device)
     return model.policy_sample(repeat_state(state, num_continuous))
+
+
+def affordances_of_episode(
+    logdir: str, states: int = 5, every: int = 10, config: AffordanceConfig | None = None
+) -> list[dict]:
+    """Play one greedy evaluation episode with a run's latest checkpoint and detect the
+    affordances of every ``every``-th latent state (at most ``states`` of them).
+
+    Returns one row per state: ``{"step", "taken", "affordances": [ranked dicts]}``, where
+    ``taken`` is the action the policy executed and each affordance dict holds
+    ``action``, ``score``, ``total``, ``reward``, ``cont``, ``value`` and ``epistemic``.
+    """
+    from worldmodel.agent import Agent
+    from worldmodel.checkpoint import load_checkpoint
+    from worldmodel.planning.dreamer import DreamerLatentModel
+    from worldmodel.run import seed_everything
+    from worldmodel.train import (
+        CHECKPOINT,
+        EVAL_SEED_OFFSET,
+        load_run_configs,
+        make_envs,
+        obs_shapes,
+        play_episodes,
+    )
+
+    if states < 1 or every < 1:
+        raise AffordanceError(f"states={states} and every={every} must be >= 1")
+    run_cfg, agent_cfg = load_run_configs(logdir)
+    saved, _ = load_checkpoint(f"{logdir}/{CHECKPOINT}")
+    seed_everything(run_cfg.seed + EVAL_SEED_OFFSET)
+    recorded: list[tuple[dict[str, torch.Tensor], torch.Tensor]] = []
+    with make_envs(run_cfg, num_envs=1, seed=run_cfg.seed + EVAL_SEED_OFFSET) as envs:
+        agent = Agent(obs_shapes(envs), envs.action_space, agent_cfg)
+        agent.load_state_dict(saved["agent"])
+
+        def act(obs: dict[str, torch.Tensor], state):
+            action, state = agent.policy(obs, state, mode="greedy")
+            recorded.append(({k: v.clone() for k, v in state["rssm"].items()}, action[0].clone()))
+            return action, state
+
+        play_episodes(agent, envs, 1, act=act)
+    model = DreamerLatentModel.from_agent(agent)
+    rows = []
+    for step in range(0, len(recorded), every)[:states]:
+        latent, taken = recorded[step]
+        affs = detect_affordances(model, latent, candidate_actions(model, latent), config)
+        ranked = [
+            {
+                "action": [round(x, 3) for x in affs[i].action.tolist()],
+                "score": affs[i].score,
+                "total": affs[i].total,
+                "reward": affs[i].reward,
+                "cont": affs[i].cont,
+                "value": affs[i].value,
+                "epistemic": affs[i].epistemic,
+            }
+            for i in rank_affordances(affs)
+        ]
+        rows.append({"step": step, "taken": [round(x, 3) for x in taken.tolist()], "affordances": ranked})
+    return rows

@@ -58,7 +58,9 @@ def evaluate(
     logdir: str = typer.Option(..., help="run directory written by `worldmodel train`"),
     episodes: int = typer.Option(10),
     video: str = typer.Option(None, help="write an MP4 of the episodes (image observations)"),
-    planner: str = typer.Option("policy", help="how to act: 'policy' (the learned actor)"),
+    planner: str = typer.Option(
+        "policy", help="how to act: policy (the learned actor), or plan with shooting, cem, mppi, mcts"
+    ),
 ) -> None:
     """Evaluate a run's latest checkpoint; prints one JSON line with mean/std return."""
     import json
@@ -71,6 +73,33 @@ def evaluate(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     typer.echo(json.dumps(result))
+
+
+@app.command()
+def afford(
+    logdir: str = typer.Option(..., help="run directory written by `worldmodel train`"),
+    states: int = typer.Option(5, help="how many latent states of the episode to show"),
+    every: int = typer.Option(10, help="show every k-th state of the episode"),
+    epistemic_weight: float = typer.Option(0.0, help="weight of the epistemic value in the ranking"),
+    samples: int = typer.Option(4, help="imagined outcomes averaged per action"),
+) -> None:
+    """Print ranked affordances (expected free energy) for states of a greedy episode."""
+    from worldmodel.affordances import AffordanceConfig, affordances_of_episode
+
+    try:
+        cfg = AffordanceConfig(epistemic_weight=epistemic_weight, samples=samples)
+        rows = affordances_of_episode(logdir, states=states, every=every, config=cfg)
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    for row in rows:
+        typer.echo(f"step {row['step']}  (policy took {row['taken']})")
+        for rank, aff in enumerate(row["affordances"], 1):
+            typer.echo(
+                f"  {rank}. action {aff['action']}  score {aff['score']:.3f}  total {aff['total']:.3f}  "
+                f"reward {aff['reward']:.3f}  cont {aff['cont']:.3f}  value {aff['value']:.3f}  "
+                f"epistemic {aff['epistemic']:.3f}"
+            )
 
 
 if __name__ == "__main__":

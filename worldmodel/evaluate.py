@@ -23,6 +23,7 @@ import torch
 
 from worldmodel.checkpoint import atomic_write_bytes, load_checkpoint
 from worldmodel.envs import EnvError
+from worldmodel.planning.dreamer import PLANNER_ACTORS
 from worldmodel.run import seed_everything
 from worldmodel.train import (
     CHECKPOINT,
@@ -43,7 +44,7 @@ def _learned_policy(agent: Any) -> Act:
     return act
 
 
-ACTORS: dict[str, Callable[[Any], Act]] = {"policy": _learned_policy}
+ACTORS: dict[str, Callable[[Any], Act]] = {"policy": _learned_policy, **PLANNER_ACTORS}
 
 
 def write_video(path: str | Path, frames: list[np.ndarray], fps: int = 30) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import pytest
 import torch
 from torch import nn
@@ -13,8 +14,9 @@ from worldmodel.affordances import (
     detect_affordances,
     rank_affordances,
 )
+from worldmodel.agent import Agent
 from worldmodel.planning import CEMConfig, CEMPlanner, MCTSConfig, MCTSPlanner
-from worldmodel.planning.dreamer import DreamerLatentModel
+from worldmodel.planning.dreamer import PLANNER_ACTORS, AgentAdapterError, DreamerLatentModel, planner_actor
 from worldmodel.planning.toy_models import QuadraticModel, TableModel
 from worldmodel.presets import dreamer_config
 from worldmodel.world_model import WorldModel
@@ -115,3 +117,34 @@ def test_dreamer_adapter_shapes_and_planners(obs_space) -> None:
         AffordanceConfig(epistemic_weight=1.0, samples=3),
     )
     assert len(affs) == 3 and all(a.score == pytest.approx(a.total + a.epistemic) for a in affs)
+
+
+TINY_AGENT = ["model.deter=32", "model.hidden=32", "model.stoch=4", "model.classes=4", "model.units=32"]
+
+
+@pytest.mark.parametrize("space", [gym.spaces.Discrete(3), gym.spaces.Box(-1.0, 1.0, (2,))])
+@pytest.mark.parametrize("planner", ["shooting", "cem", "mppi", "mcts"])
+def test_planner_actor_drives_a_dreamer_agent(space, planner) -> None:
+    torch.manual_seed(0)
+    agent = Agent({"vector": (4,)}, space, dreamer_config("xs", TINY_AGENT))
+    model = DreamerLatentModel.from_agent(agent)
+    assert model.discrete == isinstance(space, gym.spaces.Discrete)
+    small = {
+        "shooting": ["horizon=2", "num_samples=8"],
+        "cem": ["horizon=2", "iterations=2", "num_samples=8", "num_elites=2", "num_policy=2"],
+        "mppi": ["horizon=2", "iterations=2", "num_samples=8", "num_policy=2"],
+        "mcts": ["num_simulations=3", "num_sampled_actions=2"],
+    }
+    act = planner_actor(planner, small[planner])(agent)
+    obs = {"vector": torch.randn(2, 4), "is_first": torch.tensor([True, True])}
+    action, state = act(obs, None)
+    agent.spec.check(action)
+    assert action.shape == (2, agent.spec.dim) and state["rssm"]["deter"].shape == (2, 32)
+    action, state = act({"vector": torch.randn(2, 4), "is_first": torch.tensor([False, False])}, state)
+    agent.spec.check(action)
+    assert set(PLANNER_ACTORS) == {"shooting", "cem", "mppi", "mcts"}
+
+
+def test_from_agent_rejects_other_objects() -> None:
+    with pytest.raises(AgentAdapterError, match="not a Dreamer agent"):
+        DreamerLatentModel.from_agent(object())

@@ -10,7 +10,7 @@ the belief, a one-sample estimate of the expected information gain.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -33,10 +33,11 @@ class DreamerLatentModel:
     Args:
         world_model: a :class:`worldmodel.world_model.WorldModel` (``rssm``, ``reward``,
             ``cont``, ``encoders``, ``decoders``).
-        actor: ``feat [N, F]`` -> a torch distribution over actions ``[N, A]`` (one-hot
-            categorical for discrete actions; ``.sample()`` and, if discrete, ``.probs``).
+        actor: ``feat [N, F]`` -> a torch distribution over actions (``.sample()`` and, if
+            discrete, ``.probs [N, A]``).
         critic: ``feat [N, F]`` -> values ``[N]``.
         discrete: whether actions are one-hot.
+        to_action: distribution sample -> action ``[N, A]`` (default: indices -> one-hot).
     """
 
     def __init__(
@@ -45,10 +46,25 @@ class DreamerLatentModel:
         actor: Callable[[Tensor], Any],
         critic: Callable[[Tensor], Tensor],
         discrete: bool,
+        to_action: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         self.wm, self.actor, self.critic, self.discrete = world_model, actor, critic, discrete
         self.rssm = world_model.rssm
         self.action_dim = self.rssm.action_dim
+        self.to_action = to_action or self._default_to_action
+
+    @classmethod
+    def from_agent(cls, agent: Any) -> DreamerLatentModel:
+        """From a :class:`worldmodel.agent.Agent` (``wm``, ``ac.actor``, ``ac.critic``, ``spec``)."""
+        try:
+            actor, critic = agent.ac.actor, agent.ac.critic
+            return cls(agent.wm, actor.dist, critic.mean, agent.spec.discrete, actor.to_action)
+        except AttributeError as err:
+            raise AgentAdapterError(f"{type(agent).__name__} is not a Dreamer agent: {err}") from None
+
+    def _default_to_action(self, sample: Tensor) -> Tensor:
+        """Index samples ``[N]`` -> one-hot ``[N, A]`` for discrete actors; others unchanged."""
+        return one_hot(sample, self.action_dim) if self.discrete and sample.dim() == 1 else sample
 
     def feat(self, state: State) -> Tensor:
         """``[N, D + S*C]`` model features."""
@@ -63,10 +79,7 @@ class DreamerLatentModel:
         return self.critic(self.rssm.feat(state)).reshape(batch_size(state))
 
     def policy_sample(self, state: State) -> Tensor:
-        action = self.actor(self.rssm.feat(state)).sample()
-        if self.discrete and action.shape[-1] != self.action_dim:
-            action = one_hot(action, self.action_dim)
-        return action.float()
+        return self.to_action(self.actor(self.rssm.feat(state)).sample()).float()
 
     def policy_probs(self, state: State) -> Tensor:
         if not self.discrete:
@@ -89,3 +102,41 @@ class DreamerLatentModel:
         first = torch.zeros(batch_size(state), dtype=torch.bool, device=action.device)
         post, prior = self.rssm.obs_step(dict(state), action, embed, first)
         return categorical_kl(post["logits"], prior["logits"])
+
+
+Act = Callable[[dict[str, Tensor], Any], tuple[Tensor, Any]]
+
+
+def planner_actor(name: str, overrides: Sequence[str] = ()) -> Callable[[Any], Act]:
+    """A ``worldmodel eval`` actor factory: ``factory(agent) -> act(obs, state) -> (action, state)``.
+
+    ``act`` filters the observation into the posterior exactly as ``Agent.policy`` does,
+    then lets planner ``name`` choose the action from that latent state. The planner's
+    discount defaults to the agent's ``behavior.gamma``.
+    """
+    from worldmodel.planning import make_planner
+
+    def factory(agent: Any) -> Act:
+        model = DreamerLatentModel.from_agent(agent)
+        gamma = getattr(getattr(agent, "config", None), "behavior", None)
+        extra = [f"gamma={gamma.gamma}"] if gamma is not None else []
+        planner = make_planner(name, model, [*extra, *overrides])
+
+        @torch.no_grad()
+        def act(obs: dict[str, Tensor], state: Any) -> tuple[Tensor, Any]:
+            batch = next(iter(obs.values())).shape[0]
+            state = state if state is not None else agent.initial_state(batch)
+            obs = {k: v.to(agent.device) for k, v in obs.items()}
+            is_first = obs.get("is_first", torch.zeros(batch, dtype=torch.bool, device=agent.device))
+            if bool(is_first.any()):
+                planner.reset()
+            post, _ = agent.wm.rssm.obs_step(state["rssm"], state["action"], agent.wm.encode(obs), is_first)
+            action = planner.act(post)
+            return action, {"rssm": post, "action": action}
+
+        return act
+
+    return factory
+
+
+PLANNER_ACTORS = {name: planner_actor(name) for name in ("shooting", "cem", "mppi", "mcts")}
