@@ -147,11 +147,11 @@ class ActorCritic(nn.Module):
         """Imagine from ``start`` states ``[N, ...]`` with the actor; no gradients.
 
         Returns ``feat [N, H+1, F]``, ``action [N, H, A]``, ``reward``/``cont`` ``[N, H+1]``
-        (index 0: ``cont`` is ``start_cont [N]``, the data's 1 - is_terminal).
+        (index 0: ``reward`` is 0 and ``cont`` is ``start_cont [N]``, the data's 1 - is_terminal).
         """
         states, actions = wm.rssm.imagine(dict(start), lambda f: self.actor.act(f), horizon)
         feat = wm.rssm.feat(states)
-        reward = wm.reward.mean(feat)
+        reward = F.pad(wm.reward.mean(feat[:, 1:]), (1, 0))  # no reward is predicted for the start
         cont = torch.cat([start_cont.unsqueeze(1).to(feat.dtype), wm.cont.prob(feat[:, 1:])], 1)
         return {"feat": feat, "action": actions, "reward": reward, "cont": cont}
 

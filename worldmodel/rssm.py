@@ -110,11 +110,18 @@ class RSSM(nn.Module):
 
     @staticmethod
     def sample(logits: Tensor) -> Tensor:
-        """One-hot sample with straight-through gradients. ``[..., S, C]`` -> ``[..., S, C]``."""
-        probs = logits.softmax(-1)
-        index = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).reshape(probs.shape[:-1])
+        """One-hot sample with straight-through gradients.
+
+        ``logits [..., S, C]`` are normalised log-probabilities (as the RSSM stores them);
+        returns ``[..., S, C]``. Sampling is by inverse CDF (one uniform per latent).
+        """
+        probs = logits.exp()
+        u = torch.rand(probs.shape[:-1], device=probs.device, dtype=probs.dtype).unsqueeze(-1)
+        index = (probs.cumsum(-1) < u).sum(-1).clamp(max=probs.shape[-1] - 1)
         onehot = F.one_hot(index, probs.shape[-1]).to(probs.dtype)
-        return onehot + probs - probs.detach()
+        if probs.requires_grad:
+            onehot = onehot + probs - probs.detach()
+        return onehot
 
     def feat(self, state: State) -> Tensor:
         """Model features ``[..., D + S*C]``: deter concatenated with the flat stoch."""
