@@ -30,6 +30,9 @@ test-slow: $(STAMP)
 
 bench: bench-worldmodel bench-control bench-relevance
 
+bench-relevance: $(STAMP)
+	$(BIN)/python -m benches.relevance
+
 bench-worldmodel: $(STAMP)
 	$(BIN)/python benches/bench_worldmodel.py
 

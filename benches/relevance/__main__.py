@@ -1,0 +1,112 @@
+"""``python -m benches.relevance [--quick] [options]``: run the benchmark, write JSON, docs and plots."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from benches.relevance.report import (
+    compare,
+    markdown,
+    plot,
+    summarise_j4,
+    summarise_track,
+    verdict,
+    write_section,
+)
+from benches.relevance.runner import QUICK, Benchmark, BenchSettings
+from benches.relevance.wm_methods import world_model_scorers
+from worldmodel.checkpoint import atomic_write_json
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benches.relevance", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="tiny CI-sized run (< 1 minute)")
+    p.add_argument("--cache-dir", type=Path, default=ROOT / "benches" / ".cache" / "relevance")
+    p.add_argument(
+        "--out", type=Path, default=None, help="results JSON (default benches/results/relevance*.json)"
+    )
+    p.add_argument(
+        "--docs", type=Path, default=None, help="markdown file whose Relevance section is rewritten"
+    )
+    p.add_argument("--img-dir", type=Path, default=ROOT / "docs" / "img")
+    p.add_argument("--test-per-track", type=int, default=None)
+    p.add_argument("--n-j4", type=int, default=None)
+    p.add_argument("--lm-steps", type=int, default=None)
+    p.add_argument(
+        "--world-model",
+        default=None,
+        help="DialogueWorldModel directory for the world-model methods ('none' to skip)",
+    )
+    p.add_argument("--candidate", default=None, help="method compared against every baseline")
+    return p.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> BenchSettings:
+    s = QUICK if args.quick else BenchSettings()
+    changes = {
+        k: v for k, v in (("test_per_track", args.test_per_track), ("n_j4", args.n_j4)) if v is not None
+    }
+    if args.lm_steps is not None:
+        changes["lm"] = dataclasses.replace(s.lm, steps=args.lm_steps)
+    for key, value in changes.items():
+        if isinstance(value, int) and value < 1:
+            raise SystemExit(f"--{key.replace('_', '-')} must be >= 1, got {value}")
+    return dataclasses.replace(s, **changes)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    settings = settings_from(args)
+    extra = tuple(world_model_scorers(args.world_model)) if args.world_model != "none" else ()
+    raw = Benchmark(settings, args.cache_dir, extra).run()
+    candidate = args.candidate or (extra[0].name if extra else "contrast")
+    n, seed = settings.n_resamples, settings.seed
+    summary = {
+        "command": "python -m benches.relevance " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+        "settings": dataclasses.asdict(settings),
+        "sizes": raw["sizes"],
+        "sanity": raw["sanity"],
+        "n_resamples": n,
+        "random_seeds": settings.random_seeds,
+        "candidate": candidate,
+        "tracks": {t: summarise_track(m, n, seed) for t, m in raw["tracks"].items()},
+        "j4": summarise_j4(raw["j4"], n, seed),
+    }
+    summary["comparisons"] = compare(raw, candidate, n, seed)
+    summary["verdict_at_0.25"] = verdict(summary["comparisons"])
+    out = args.out or ROOT / "benches" / "results" / (
+        "relevance_quick.json" if args.quick else "relevance.json"
+    )
+    atomic_write_json(out, summary)
+    docs = args.docs if args.docs is not None else (None if args.quick else ROOT / "docs" / "benchmarks.md")
+    if docs is not None:
+        pngs = plot(summary, args.img_dir)
+        rel = [os.path.relpath(p, docs.parent) for p in pngs]
+        write_section(docs, markdown(summary, summary["command"], rel))
+    print(
+        json.dumps(
+            {
+                "out": str(out),
+                "sizes": raw["sizes"],
+                "candidate": candidate,
+                "verdict_at_0.25": summary["verdict_at_0.25"],
+            },
+            indent=1,
+        )
+    )
+    return summary
+
+
+if __name__ == "__main__":
+    main()

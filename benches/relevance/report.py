@@ -1,0 +1,344 @@
+"""Turn raw per-conversation results into statistics, JSON, a markdown section and plots.
+
+Random seeds are averaged per conversation into one ``random`` row. For the candidate
+method (the world-model method when present) every difference to each baseline gets a
+paired bootstrap CI and a p-value (McNemar for R@1, Wilcoxon otherwise), Holm-corrected
+across baselines x budgets x judges (full test set and long-range subset together).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from benches.relevance import stats
+from worldmodel.checkpoint import atomic_write_text
+
+MARK_START, MARK_END = "<!-- relevance:start -->", "<!-- relevance:end -->"
+TABLE_METRICS = (
+    "j1_r1_10",
+    "j1_r1_100",
+    "j1_mrr",
+    "j1_hard_r1",
+    "j1b_r1_10",
+    "j1b_r1_100",
+    "j1b_mrr",
+    "j3_fidelity",
+    "j2_nll_t",
+    "j2_nll_span",
+)
+
+
+def merge_random(methods: dict) -> dict:
+    """Replace ``random<k>`` entries by one ``random`` entry (per-conversation mean over seeds)."""
+    seeds = [m for m in methods if m.startswith("random")]
+    out = {m: v for m, v in methods.items() if m not in seeds}
+    if not seeds:
+        return out
+    first = methods[seeds[0]]
+    merged = {k: v for k, v in first.items() if k not in ("budgets", "j5_auprc", "j4_auprc")}
+    merged["budgets"] = {
+        b: {k: np.mean([methods[s]["budgets"][b][k] for s in seeds], axis=0).tolist() for k in rows}
+        for b, rows in first["budgets"].items()
+    }
+    for key in ("j5_auprc", "j4_auprc"):
+        if key in first:
+            merged[key] = np.nanmean([methods[s][key] for s in seeds], axis=0).tolist()
+    return {"random": merged, **out}
+
+
+def _ci(values, n_resamples: int, seed: int) -> dict:
+    x = np.asarray(values, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    mean, lo, hi = stats.mean_ci(x, n_resamples=n_resamples, seed=seed)
+    return {"mean": mean, "lo": lo, "hi": hi, "n": int(len(x))}
+
+
+def _retention(nll, empty, full, n_resamples: int, seed: int, subset=None) -> dict:
+    cols = np.stack([nll, empty, full])
+    cols = cols if subset is None else cols[:, subset]
+    mean, lo, hi = stats.bootstrap_ci(cols, lambda m: (m[1] - m[0]) / (m[1] - m[2]), n_resamples, seed)
+    return {"mean": mean, "lo": lo, "hi": hi, "n": int(cols.shape[1])}
+
+
+def summarise_track(methods: dict, n_resamples: int, seed: int) -> dict:
+    """Per method and budget: mean + CI of every metric, retention of turn t and of t..t+2."""
+    bounds = methods["bounds"]["budgets"]
+    empty, full = bounds["0"], bounds["1"]
+    out: dict = {
+        "bounds": {b: {k: _ci(bounds[b][k], n_resamples, seed) for k in TABLE_METRICS} for b in bounds}
+    }
+    for name, res in merge_random(methods).items():
+        if name == "bounds":
+            continue
+        entry = {"j5_auprc": _ci(res["j5_auprc"], n_resamples, seed), "budgets": {}}
+        for b, rows in res["budgets"].items():
+            cell = {k: _ci(rows[k], n_resamples, seed) for k in TABLE_METRICS}
+            for span in ("t", "span"):
+                key = f"j2_nll_{span}"
+                cell[f"j2_retention_{span}"] = _retention(rows[key], empty[key], full[key], n_resamples, seed)
+            entry["budgets"][b] = cell
+        out[name] = entry
+    return out
+
+
+def summarise_j4(methods: dict, n_resamples: int, seed: int) -> dict:
+    out = {}
+    for name, res in merge_random(methods).items():
+        out[name] = {
+            "j4_auprc": _ci(res["j4_auprc"], n_resamples, seed),
+            "budgets": {
+                b: {k: _ci(v, n_resamples, seed) for k, v in rows.items()}
+                for b, rows in res["budgets"].items()
+            },
+        }
+    return out
+
+
+def _diff(a, b, n_resamples: int, seed: int) -> dict:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    mean, lo, hi = stats.diff_ci(a, b, n_resamples=n_resamples, seed=seed)
+    return {"mean": mean, "lo": lo, "hi": hi, "p": stats.paired_p(a, b), "n": int(len(a))}
+
+
+def compare(raw: dict, candidate: str, n_resamples: int, seed: int) -> list[dict]:
+    """Candidate-minus-baseline differences with CIs and Holm-adjusted p-values.
+
+    J2 is compared on NLL of t..t+2 (sign flipped: positive = candidate better) and on
+    retention; J4 on recall@B; J1 / J1b on R@1 of 10.
+    """
+    rows: list[dict] = []
+    j4 = merge_random(raw["j4"])
+    for track, methods in raw["tracks"].items():
+        merged = merge_random(methods)
+        if candidate not in merged:
+            continue
+        bounds = methods["bounds"]["budgets"]
+        subsets = {
+            "all": np.ones(len(methods["bounds"]["root_ids"]), bool),
+            "long_range": np.asarray(methods["bounds"]["long_range"], bool),
+        }
+        for base, res in merged.items():
+            if base in ("bounds", "oracle", candidate):
+                continue
+            for b, cells in res["budgets"].items():
+                cand = merged[candidate]["budgets"][b]
+                for subset, keep in subsets.items():
+                    if keep.sum() < 2:
+                        continue
+                    nll_c, nll_b = (
+                        np.asarray(cand["j2_nll_span"])[keep],
+                        np.asarray(cells["j2_nll_span"])[keep],
+                    )
+                    d = _diff(-nll_c, -nll_b, n_resamples, seed)
+                    gap = stats.bootstrap_ci(
+                        np.stack(
+                            [
+                                nll_c,
+                                nll_b,
+                                np.asarray(bounds["0"]["j2_nll_span"])[keep],
+                                np.asarray(bounds["1"]["j2_nll_span"])[keep],
+                            ]
+                        ),
+                        lambda m: (m[1] - m[0]) / (m[2] - m[3]),
+                        n_resamples,
+                        seed,
+                    )
+                    d["retention"] = {"mean": gap[0], "lo": gap[1], "hi": gap[2]}
+                    rows.append(
+                        {"track": track, "subset": subset, "judge": "J2", "baseline": base, "budget": b, **d}
+                    )
+                    for metric, judge in (("j1_r1_10", "J1"), ("j1b_r1_10", "J1b")):
+                        a, c = np.asarray(cand[metric])[keep], np.asarray(cells[metric])[keep]
+                        rows.append(
+                            {
+                                "track": track,
+                                "subset": subset,
+                                "judge": judge,
+                                "baseline": base,
+                                "budget": b,
+                                **_diff(a, c, n_resamples, seed),
+                            }
+                        )
+    if candidate in j4:
+        for base, res in j4.items():
+            if base in ("oracle", candidate):
+                continue
+            for b, cells in res["budgets"].items():
+                rows.append(
+                    {
+                        "track": "j4",
+                        "subset": "all",
+                        "judge": "J4",
+                        "baseline": base,
+                        "budget": b,
+                        **_diff(
+                            j4[candidate]["budgets"][b]["j4_recall"], cells["j4_recall"], n_resamples, seed
+                        ),
+                    }
+                )
+    adjusted = stats.holm([r["p"] for r in rows]) if rows else []
+    for r, p in zip(rows, adjusted, strict=True):
+        r["p_holm"] = float(p)
+    return rows
+
+
+def verdict(rows: list[dict], budget: str = "0.25") -> dict[str, dict]:
+    """Per baseline: does the candidate win on J4 and J2 (retention CI above zero) at ``budget``?"""
+    out: dict[str, dict] = {}
+    for r in rows:
+        if r["budget"] != budget or r["track"] not in ("primary", "j4"):
+            continue
+        entry = out.setdefault(r["baseline"], {})
+        if r["judge"] == "J4":
+            entry["j4"] = r["lo"] > 0
+        elif r["judge"] == "J2":
+            entry[f"j2_{r['subset']}"] = r["retention"]["lo"] > 0
+    for entry in out.values():
+        entry["wins"] = all(entry.get(k, False) for k in ("j4", "j2_all", "j2_long_range"))
+    return out
+
+
+def _fmt(cell: dict, digits: int = 3) -> str:
+    return f"{cell['mean']:.{digits}f} [{cell['lo']:.{digits}f}, {cell['hi']:.{digits}f}]"
+
+
+def markdown(summary: dict, command: str, plots: list[str]) -> str:
+    """The "Relevance" section of docs/benchmarks.md."""
+    s = summary
+    lines = [
+        MARK_START,
+        "## Relevance",
+        "",
+        "Which way of choosing context words best preserves what the future "
+        "turns need, at an exact word budget? Protocol: `/work/shared/docs/relevance-benchmark.md`; code: "
+        "`benches/relevance`. Regenerated by:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"Sizes: {s['sizes']}. Mean [95% paired-bootstrap CI over conversations, {s['n_resamples']} "
+        "resamples]. Random is the per-conversation mean over "
+        f"{s['random_seeds']} seeds. J1 uses the frozen MiniLM and favours anything trained on "
+        "MiniLM targets.",
+        "",
+    ]
+    for track, methods in s["tracks"].items():
+        lines += [
+            f"### Track `{track}`",
+            "",
+            "| method | budget | J1 R@1/10 | J1b R@1/10 | J2 NLL t..t+2 | J2 retention | J3 fidelity "
+            "| J5 AUPRC |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for b, cell in methods["bounds"].items():
+            lines.append(
+                f"| {'empty' if b == '0' else 'full'} | {b} | {cell['j1_r1_10']['mean']:.3f} | "
+                f"{cell['j1b_r1_10']['mean']:.3f} | {cell['j2_nll_span']['mean']:.3f} | "
+                f"{'0' if b == '0' else '1'} | {cell['j3_fidelity']['mean']:.3f} | |"
+            )
+        for name, entry in methods.items():
+            if name == "bounds":
+                continue
+            for b, cell in entry["budgets"].items():
+                lines.append(
+                    f"| {name} | {b} | {cell['j1_r1_10']['mean']:.3f} | {cell['j1b_r1_10']['mean']:.3f} | "
+                    f"{cell['j2_nll_span']['mean']:.3f} | {_fmt(cell['j2_retention_span'])} | "
+                    f"{cell['j3_fidelity']['mean']:.3f} | {entry['j5_auprc']['mean']:.3f} |"
+                )
+        lines.append("")
+    lines += [
+        "### J4 synthetic task dialogues",
+        "",
+        "| method | budget | recall@B | decoy rate | AUPRC |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, entry in s["j4"].items():
+        for b, cell in entry["budgets"].items():
+            lines.append(
+                f"| {name} | {b} | {_fmt(cell['j4_recall'])} | {cell['j4_decoy']['mean']:.3f} | "
+                f"{entry['j4_auprc']['mean']:.3f} |"
+            )
+    lines += [
+        "",
+        f"### Candidate `{s['candidate']}` minus each baseline at budget 0.25",
+        "",
+        "| baseline | judge | subset | difference [95% CI] | Holm p |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in s["comparisons"]:
+        if r["budget"] == "0.25" and r["judge"] in ("J2", "J4"):
+            cell = r["retention"] if r["judge"] == "J2" else r
+            lines.append(
+                f"| {r['baseline']} | {r['judge']}{' retention' if r['judge'] == 'J2' else ' recall'} | "
+                f"{r['subset']} | {_fmt(cell)} | {r['p_holm']:.3g} |"
+            )
+    lines += [
+        "",
+        "Sanity checks: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in s["sanity"].items()),
+        "",
+    ]
+    lines += [f"![{Path(p).stem}]({p})" for p in plots]
+    lines += ["", MARK_END]
+    return "\n".join(lines)
+
+
+def write_section(doc: Path, section: str) -> None:
+    """Replace the text between the relevance markers of ``doc`` (append the section if absent)."""
+    text = doc.read_text(encoding="utf-8") if doc.is_file() else "# Benchmarks\n"
+    if MARK_START in text and MARK_END in text:
+        head, rest = text.split(MARK_START, 1)
+        text = head + section + rest.split(MARK_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    atomic_write_text(doc, text)
+
+
+def plot(summary: dict, img_dir: Path) -> list[Path]:
+    """Retention (J2, primary track) and J4 recall versus budget, one line per method."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from worldmodel.checkpoint import atomic_write_bytes
+
+    paths = []
+    panels = [
+        (
+            "relevance_retention.png",
+            summary["tracks"].get("primary", {}),
+            "j2_retention_span",
+            "J2 retention (t..t+2), primary track",
+        ),
+        ("relevance_j4_recall.png", summary["j4"], "j4_recall", "J4 recall of needed words"),
+    ]
+    for filename, methods, metric, title in panels:
+        if not methods:
+            continue
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        for name, entry in methods.items():
+            if name == "bounds":
+                continue
+            budgets = list(entry["budgets"])
+            ax.plot(
+                [float(b) for b in budgets],
+                [entry["budgets"][b][metric]["mean"] for b in budgets],
+                marker="o",
+                label=name,
+                linestyle="--" if name == "oracle" else "-",
+            )
+        ax.set_xlabel("budget (fraction of context words)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=110)
+        plt.close(fig)
+        paths.append(atomic_write_bytes(img_dir / filename, buffer.getvalue()))
+    return paths

@@ -1,0 +1,325 @@
+"""Run the relevance benchmark: data, LMs, candidate sets, per-method evaluation, sanity checks.
+
+Each (track, method) evaluation is cached as one JSON file under the cache directory, so
+an interrupted run resumes with the methods that are not finished yet.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benches.relevance.budget import budget_for, budget_labels, compress, kept_words, select_top
+from benches.relevance.cache import cached_array, cached_json, cached_lm
+from benches.relevance.data import (
+    TARGET_SPAN,
+    Instance,
+    Turn,
+    load_sharegpt,
+    make_instances,
+    render_turns,
+    split_conversations,
+)
+from benches.relevance.encoder import MiniLM
+from benches.relevance.judges import auprc, j4_labels, j4_metrics, silver_labels
+from benches.relevance.lm import LMConfig
+from benches.relevance.retrieval import CandidateSets, RetrievalJudge, build_candidate_sets
+from benches.relevance.scorers import OracleScorer, Scorer, baseline_scorers, is_content, norm_word
+from benches.relevance.synthetic import POOLS, task_dialogues
+from worldmodel.run import progress, seed_everything
+
+log = logging.getLogger("benches.relevance")
+BOUNDS = ("0", "1")
+
+
+class SanityError(ValueError):
+    """A protocol sanity check failed; no number may be reported."""
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    quick: bool = False
+    seed: int = 0
+    max_records: int | None = None
+    test_per_track: int = 150
+    n_j4: int = 200
+    n_j4_train: int = 600
+    lm_train_convs: int = 2500
+    random_seeds: int = 5
+    n_resamples: int = 10_000
+    tracks: tuple[str, ...] = ("primary", "long")
+    lm: LMConfig = field(default_factory=LMConfig)
+
+    @property
+    def key(self) -> str:
+        return "quick" if self.quick else "full"
+
+
+QUICK = BenchSettings(
+    quick=True,
+    max_records=1200,
+    test_per_track=5,
+    n_j4=8,
+    n_j4_train=40,
+    lm_train_convs=100,
+    random_seeds=2,
+    n_resamples=1000,
+    tracks=("primary",),
+    lm=LMConfig(vocab_size=512, n_layer=1, n_embd=64, n_head=2, steps=30, batch_size=4),
+)
+
+
+def _turns_from_json(rows: list) -> tuple[Turn, ...]:
+    return tuple(Turn(r, tuple(w)) for r, w in rows)
+
+
+def _instance_to_json(inst: Instance) -> dict:
+    return {
+        "root_id": inst.root_id,
+        "track": inst.track,
+        "n_pieces": inst.n_pieces,
+        "context": [[t.role, list(t.words)] for t in inst.context],
+        "targets": [[t.role, list(t.words)] for t in inst.targets],
+    }
+
+
+def _instance_from_json(d: dict) -> Instance:
+    return Instance(
+        d["root_id"],
+        _turns_from_json(d["context"]),
+        _turns_from_json(d["targets"]),
+        d["track"],
+        d["n_pieces"],
+    )
+
+
+def long_range(inst: Instance) -> bool:
+    """The next turn shares more content words with turns before t-1 than with turn t-1."""
+
+    def content(turns) -> set[str]:
+        return {n for t in turns for n in (norm_word(w) for w in t.words) if is_content(n)}
+
+    nxt = content(inst.targets[:1])
+    return len(nxt & content(inst.context[:-1])) > len(nxt & content(inst.context[-1:]))
+
+
+class Benchmark:
+    """Holds the data, models and judges of one run; `run` returns the raw per-instance results."""
+
+    def __init__(self, settings: BenchSettings, cache_dir: Path, extra_scorers: tuple = ()) -> None:
+        self.s, self.extra = settings, extra_scorers
+        self.dir = Path(cache_dir) / settings.key
+        self.encoder = MiniLM()
+
+    # ---- data ----
+    def prepare(self) -> None:
+        s = self.s
+        split_path = self.dir / "splits.json"
+
+        def build_splits() -> dict:
+            convs = split_conversations(load_sharegpt(s.max_records))
+            test = make_instances(convs["test"], s.seed, self.encoder.count_pieces)
+            texts = {
+                h: [render_turns(c.turns) for c in convs[h][: s.lm_train_convs]]
+                for h in ("train_a", "train_b")
+            }
+            return {
+                "test": [_instance_to_json(i) for i in test],
+                "train_texts": texts,
+                "train_roots": sorted(c.root_id for h in ("train_a", "train_b") for c in convs[h]),
+                "tfidf_docs": [list(t.words) for c in convs["train_a"][: s.lm_train_convs] for t in c.turns],
+            }
+
+        data = cached_json(split_path, build_splits)
+        log.info("data ready: %d test instances", len(data["test"]))
+        self.train_roots = set(data["train_roots"])
+        self.instances = {
+            tr: [i for i in map(_instance_from_json, data["test"]) if i.track == tr] for tr in s.tracks
+        }
+        self.j4_test = task_dialogues(s.n_j4, "test", s.seed)
+        j4_train = [
+            render_turns(i.context + i.targets) for i in task_dialogues(s.n_j4_train, "train", s.seed)
+        ]
+        self.lm_a = cached_lm(
+            self.dir / "lm_a.safetensors",
+            lambda: data["train_texts"]["train_a"] + j4_train,
+            s.lm,
+            "scorer LM (half A)",
+        )
+        self.judge = cached_lm(
+            self.dir / "judge_b.safetensors",
+            lambda: data["train_texts"]["train_b"],
+            s.lm,
+            "judge LM (half B)",
+        )
+        log.info("LMs ready")
+        self.scorers: list[Scorer] = [
+            *baseline_scorers(self.encoder, self.lm_a, data["tfidf_docs"], s.random_seeds),
+            *self.extra,
+            OracleScorer(),
+        ]
+        self.retrieval: dict[str, RetrievalJudge] = {}
+        self.full_emb: dict[str, np.ndarray] = {}
+        for track, pool in self.instances.items():
+            sets = CandidateSets.from_json(
+                cached_json(
+                    self.dir / f"candidates_{track}.json",
+                    lambda p=pool: build_candidate_sets(p, s.seed).to_json(),
+                )
+            )
+            emb = cached_array(
+                self.dir / f"candidate_emb_{track}.npy",
+                lambda t=sets: self.encoder.embed(t.texts),
+                rows=len(sets.texts),
+            )
+            self.retrieval[track] = RetrievalJudge(sets, emb)
+            self.instances[track] = pool[: s.test_per_track]
+            self.full_emb[track] = cached_array(
+                self.dir / f"full_emb_{track}.npy",
+                lambda p=self.instances[track]: self.encoder.embed([render_turns(i.context) for i in p]),
+                rows=len(self.instances[track]),
+            )
+
+    # ---- evaluation ----
+    def _conditions(
+        self, inst: Instance, i: int, track: str, masks: dict[str, np.ndarray]
+    ) -> dict[str, dict]:
+        turns = {label: compress(inst, m) for label, m in masks.items()}
+        texts = [render_turns(t) for t in turns.values()]
+        retrieval = self.retrieval[track].evaluate(
+            i, self.encoder.embed(texts), texts, self.full_emb[track][i]
+        )
+        nll = self.judge.target_nll(list(turns.values()), inst.targets[:TARGET_SPAN])
+        out = {}
+        for k, (label, t) in enumerate(turns.items()):
+            out[label] = {
+                **retrieval[k],
+                "j2_nll_t": float(nll[k, 0]),
+                "j2_nll_span": float(nll[k, 1]),
+                "kept": kept_words(t),
+                "budget": int(masks[label].sum()),
+            }
+        return out
+
+    def _evaluate_track(self, track: str, name: str, scorer: Scorer | None) -> dict:
+        rows: dict[str, dict[str, list]] = {}
+        j5 = []
+        labels = list(BOUNDS) if scorer is None else budget_labels(track)
+        for i, inst in enumerate(progress(self.instances[track], desc=f"{track}/{name}")):
+            if scorer is None:
+                masks = {"0": np.zeros(inst.n_words, bool), "1": np.ones(inst.n_words, bool)}
+            else:
+                scores = scorer.score(inst)
+                j5.append(auprc(silver_labels(inst), scores))
+                masks = {b: select_top(scores, budget_for(b, inst.n_words)) for b in labels}
+            for label, metrics in self._conditions(inst, i, track, masks).items():
+                for key, value in metrics.items():
+                    rows.setdefault(label, {}).setdefault(key, []).append(value)
+            for label in labels:
+                rows[label].setdefault("expected_budget", []).append(
+                    inst.n_words if label == "1" else 0 if label == "0" else budget_for(label, inst.n_words)
+                )
+        return {
+            "root_ids": [i.root_id for i in self.instances[track]],
+            "budgets": rows,
+            "j5_auprc": j5,
+            "long_range": [long_range(i) for i in self.instances[track]],
+        }
+
+    def _evaluate_j4(self, scorer: Scorer) -> dict:
+        rows: dict[str, dict[str, list]] = {}
+        aps, exact = [], []
+        for inst in progress(self.j4_test, desc=f"j4/{scorer.name}"):
+            scores = scorer.score(inst)
+            aps.append(auprc(j4_labels(inst), scores))
+            for label in budget_labels("primary"):
+                budget = budget_for(label, inst.n_words)
+                exact.append(int(select_top(scores, budget).sum()) == budget)
+                for key, value in j4_metrics(inst, scores, budget).items():
+                    rows.setdefault(label, {}).setdefault(key, []).append(value)
+        return {"budgets": rows, "j4_auprc": aps, "budgets_exact": all(exact)}
+
+    def run(self) -> dict:
+        """Evaluate every method on every track and on J4 (cached per method), then check sanity."""
+        seed_everything(self.s.seed)
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+        self.prepare()
+        log.info("candidate sets ready")
+        raw: dict = {"tracks": {}, "j4": {}}
+        for track in self.s.tracks:
+            raw["tracks"][track] = {
+                "bounds": cached_json(
+                    self.dir / "eval" / track / "bounds.json",
+                    lambda t=track: self._evaluate_track(t, "bounds", None),
+                )
+            }
+            for sc in self.scorers:
+                raw["tracks"][track][sc.name] = cached_json(
+                    self.dir / "eval" / track / f"{sc.name}.json",
+                    lambda t=track, c=sc: self._evaluate_track(t, c.name, c),
+                )
+        for sc in self.scorers:
+            raw["j4"][sc.name] = cached_json(
+                self.dir / "eval" / "j4" / f"{sc.name}.json", lambda c=sc: self._evaluate_j4(c)
+            )
+        raw["sanity"] = self.sanity(raw)
+        raw["sizes"] = {**{t: len(v) for t, v in self.instances.items()}, "j4": len(self.j4_test)}
+        return raw
+
+    # ---- sanity ----
+    def sanity(self, raw: dict) -> dict:
+        """The protocol's checks; raises SanityError (listing every failure) when one fails."""
+        failures: list[str] = []
+        checks: dict[str, bool] = {}
+        leaked = {i.root_id for v in self.instances.values() for i in v} & self.train_roots
+        checks["no_test_root_in_training"] = not leaked
+        pools = [POOLS["train"], POOLS["test"]]
+        overlap = {
+            f: set(getattr(pools[0], f)) & set(getattr(pools[1], f)) for f in pools[0].__dataclass_fields__
+        }
+        checks["j4_templates_disjoint"] = not any(overlap.values())
+        exact = [raw["j4"][m]["budgets_exact"] for m in raw["j4"]]
+        for tr, methods in raw["tracks"].items():
+            for _m, res in methods.items():
+                for _label, rows in res["budgets"].items():
+                    exact.append(rows["kept"] == rows["expected_budget"] == rows["budget"])
+            b = methods["bounds"]["budgets"]
+            for metric, sign in (
+                ("j1_r1_10", 1),
+                ("j1b_r1_10", 1),
+                ("j2_nll_span", -1),
+                ("j2_nll_t", -1),
+                ("j3_fidelity", 1),
+                ("j1_mrr", 1),
+                ("j1b_mrr", 1),
+            ):
+                full, empty = np.mean(b["1"][metric]), np.mean(b["0"][metric])
+                checks[f"{tr}:full_beats_empty:{metric}"] = bool(sign * (full - empty) > 0)
+            mid = budget_labels(tr)[1]
+            oracle_j2 = np.mean(methods["oracle"]["budgets"][mid]["j2_nll_span"])
+            checks[f"{tr}:oracle_best:j2@{mid}"] = all(
+                oracle_j2 <= np.mean(r["budgets"][mid]["j2_nll_span"])
+                for m, r in methods.items()
+                if m not in ("bounds", "oracle")
+            )
+            oracle_j5 = np.nanmean(methods["oracle"]["j5_auprc"])
+            checks[f"{tr}:oracle_best:j5"] = all(
+                oracle_j5 >= np.nanmean(r["j5_auprc"])
+                for m, r in methods.items()
+                if m not in ("bounds", "oracle")
+            )
+        checks["budgets_exact"] = all(exact)
+        oracle_j4 = np.mean(raw["j4"]["oracle"]["budgets"]["0.25"]["j4_recall"])
+        checks["j4:oracle_best:recall@0.25"] = all(
+            oracle_j4 >= np.mean(r["budgets"]["0.25"]["j4_recall"]) for r in raw["j4"].values()
+        )
+        failures = [k for k, ok in checks.items() if not ok]
+        if failures and not self.s.quick:
+            raise SanityError("sanity checks failed: " + ", ".join(failures))
+        for name in failures:
+            log.warning("sanity check failed (quick mode, reported only): %s", name)
+        return checks

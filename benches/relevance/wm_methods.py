@@ -1,0 +1,44 @@
+"""The world-model methods under test: arrcoc's balanced relevance with fast or exact future coupling.
+
+Thin adapters from a benchmark `Instance` to `arrcoc.knowing.score_words`; the world
+model and the scorers themselves live in `dialogue` and `arrcoc`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from benches.relevance.data import Instance
+
+log = logging.getLogger("benches.relevance")
+
+
+class WorldModelMethod:
+    """``wm_fast`` / ``wm_exact``: per-word balanced relevance from a DialogueWorldModel."""
+
+    def __init__(self, model: Any, method: str) -> None:
+        self.model, self.method, self.name = model, method, f"wm_{method}"
+
+    def score(self, inst: Instance) -> np.ndarray:
+        from arrcoc.knowing import score_words
+
+        messages = [{"role": t.role, "content": t.text} for t in inst.context]
+        scores = score_words(messages, self.method, self.model).detach().cpu().numpy().astype(np.float64)
+        if scores.shape != (inst.n_words,):
+            raise ValueError(f"{self.name} returned {scores.shape} scores for {inst.n_words} words")
+        return np.nan_to_num(scores)
+
+
+def world_model_scorers(model_dir: str | None, methods: tuple[str, ...] = ("fast", "exact")) -> list:
+    """Scorers for the world-model methods, or [] (with a warning) when no model can be loaded."""
+    try:
+        from dialogue import DialogueWorldModel
+
+        model = DialogueWorldModel.from_pretrained(model_dir)
+    except (ImportError, AttributeError, ValueError, OSError) as err:
+        log.warning("world-model methods skipped: no DialogueWorldModel could be loaded (%s)", err)
+        return []
+    return [WorldModelMethod(model, m) for m in methods]

@@ -1,0 +1,47 @@
+"""Smoke test: ``python -m benches.relevance --quick`` end to end, then a resume from a damaged cache."""
+
+from __future__ import annotations
+
+import json
+
+from benches.relevance.__main__ import main
+
+
+def test_quick_benchmark_runs_checks_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARRCOC_NO_PROGRESS", "1")
+    cache, out, doc = tmp_path / "cache", tmp_path / "r.json", tmp_path / "bench.md"
+    argv = [
+        "--quick",
+        "--cache-dir",
+        str(cache),
+        "--out",
+        str(out),
+        "--docs",
+        str(doc),
+        "--img-dir",
+        str(tmp_path / "img"),
+        "--world-model",
+        "none",
+    ]
+    summary = main(argv)
+    saved = json.loads(out.read_text())
+    assert saved["sizes"]["primary"] == 5 and saved["sizes"]["j4"] == 8
+    sanity = saved["sanity"]
+    assert sanity["budgets_exact"] and sanity["no_test_root_in_training"] and sanity["j4_templates_disjoint"]
+    assert sanity["primary:full_beats_empty:j1_r1_10"] and sanity["primary:full_beats_empty:j3_fidelity"]
+    methods = set(saved["tracks"]["primary"])
+    assert {"random", "recency", "tfidf", "embedding", "selfinfo", "contrast", "oracle"} <= methods
+    cell = saved["tracks"]["primary"]["oracle"]["budgets"]["0.25"]["j1_r1_10"]
+    assert cell["lo"] <= cell["mean"] <= cell["hi"]
+    assert saved["comparisons"] and all(0.0 <= r["p_holm"] <= 1.0 for r in saved["comparisons"])
+    assert "## Relevance" in doc.read_text() and (tmp_path / "img" / "relevance_j4_recall.png").is_file()
+
+    # interrupted run: one method's results lost, another truncated mid-write -> both rebuilt, rest reused
+    evals = cache / "quick" / "eval" / "primary"
+    kept_mtime = (evals / "recency.json").stat().st_mtime_ns
+    (evals / "tfidf.json").unlink()
+    (evals / "oracle.json").write_text((evals / "oracle.json").read_text()[:50])
+    again = main(argv)
+    assert (evals / "recency.json").stat().st_mtime_ns == kept_mtime
+    assert again["tracks"]["primary"]["tfidf"] == summary["tracks"]["primary"]["tfidf"]
+    assert again["tracks"]["primary"]["oracle"] == summary["tracks"]["primary"]["oracle"]
