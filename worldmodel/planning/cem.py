@@ -21,7 +21,7 @@ from worldmodel.planning.sampling import IterativeSamplingPlanner, SamplingConfi
 class CEMConfig(SamplingConfig):
     """CEM settings: ``num_elites`` best sequences (out of ``num_samples + num_policy``)."""
 
-    num_elites: int = 32
+    num_elites: int = 8
 
 
 class CEMPlanner(IterativeSamplingPlanner):

@@ -35,12 +35,13 @@ from worldmodel.planning.population import make_sequence_distribution
 
 @dataclass
 class SamplingConfig:
-    """Settings shared by CEM and MPPI (defaults after TD-MPC2, scaled down for the CPU)."""
+    """Settings shared by CEM and MPPI (TD-MPC2 uses horizon 3, 6 iterations, 512 samples and
+    24 actor samples; these defaults are scaled for a CPU: see benches/bench_planning.py)."""
 
-    horizon: int = 12
-    iterations: int = 6
-    num_samples: int = 256
-    num_policy: int = 24
+    horizon: int = 8
+    iterations: int = 4
+    num_samples: int = 64
+    num_policy: int = 8
     gamma: float = 0.99
     init_std: float = 1.0
     min_std: float = 0.05

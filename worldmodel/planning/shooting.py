@@ -31,8 +31,8 @@ from worldmodel.planning.base import (
 class ShootingConfig:
     """Random-shooting settings."""
 
-    horizon: int = 12
-    num_samples: int = 512
+    horizon: int = 8
+    num_samples: int = 128
     num_policy: int = 0
     gamma: float = 0.99
     terminal_value: bool = False
