@@ -80,3 +80,17 @@ def tiny_setup(tiny_encoder_path):
         return DialogueWorldModel(config, tokenizer=bpe, encoder=encoder)
 
     return make, steps, bpe
+
+
+@pytest.fixture(scope="session")
+def tiny_jsonl(tmp_path_factory) -> str:
+    """The synthetic corpus (24 dialogues) as an OpenAI-messages JSONL file."""
+    import json
+
+    path = tmp_path_factory.mktemp("data") / "tiny.jsonl"
+    rows = [
+        {"id": d["id"], "messages": [{"role": t["role"], "content": t["text"]} for t in d["turns"]]}
+        for d in tiny_dialogues(24)
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return str(path)
