@@ -202,10 +202,12 @@ def coupling_fast(pooled: PooledTurns, imagine: ImagineFn, proj: Tensor | None =
     (jac,) = torch.autograd.grad(outputs, base, grad_outputs=eye, is_grads_batched=True)  # [1 + K, T, H]
     direction = pooled.removal_direction()  # [N, H]
     turn = torch.where(pooled.coupled, pooled.word_turn, torch.zeros_like(pooled.word_turn))
-    change = torch.einsum("otd,nd->not", jac, direction).gather(
-        2, turn[:, None, None].expand(-1, len(outputs), 1)
-    )
-    change = change.squeeze(2)  # [N, 1 + K]
+    change = torch.cat(
+        [
+            torch.einsum("ond,nd->no", jac[:, turn[b : b + 512]], direction[b : b + 512])
+            for b in range(0, len(turn), 512)
+        ]
+    )  # [N, 1 + K], linear in N (words batched)
     out = change[:, 0].abs() + change[:, 1:].norm(dim=-1)
     return torch.where(pooled.coupled, out, torch.zeros_like(out)).detach()
 
