@@ -98,6 +98,22 @@ def score(
     _run_file(input, output, None, model, method, max_words)
 
 
+@app.command()
+def demo(
+    output: Path = typer.Option(Path("arrcoc-demo.html"), "--output", "-o", help="HTML heat map path."),
+    budget: float = typer.Option(0.3, "--budget", "-b", help="Below 1: ratio of the words; else words."),
+    model: str | None = typer.Option(None, "--model", help="Model directory (default: the shipped model)."),
+) -> None:
+    """Compress the shipped sample dialogue; print a relevance heat map and write an HTML one."""
+    from arrcoc.demo import run_demo
+
+    try:
+        run_demo(output, budget, model)
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def train(
     ctx: typer.Context,
