@@ -36,5 +36,12 @@ bench-relevance: $(STAMP)
 bench-worldmodel: $(STAMP)
 	$(BIN)/python benches/bench_worldmodel.py
 
+# CartPole-v1 learning curves (3 seeds, one after another) and the sheeprl peer
+# (needs sheeprl in its own venv: SHEEPRL=/path/to/bin/sheeprl, see docs/control.md).
+bench-control: $(STAMP)
+	for seed in 0 1 2; do $(BIN)/python -m benches.control.learning run --seed $$seed || exit 1; done
+	$(BIN)/python -m benches.control.learning report
+	$(BIN)/python -m benches.control.peer
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
