@@ -159,8 +159,10 @@ class ActorCritic(nn.Module):
         """Actor and critic losses (scalars) on an imagined trajectory from `imagine`."""
         cfg = self.cfg
         feat, cont = traj["feat"].detach(), traj["cont"]
-        value = self.critic.mean(feat)  # [N, H+1]
+        twohot = self.critic.twohot
+        critic_logits = self.critic(feat)  # [N, H+1, K]
         with torch.no_grad():
+            value = twohot.decode(critic_logits)  # [N, H+1]
             ret = lambda_return(traj["reward"][:, 1:], cont[:, 1:], value[:, 1:], cfg.gamma, cfg.lam)
             weight = torch.cumprod(cfg.gamma * cont[:, :-1], 1) / cfg.gamma  # [N, H]
             self.retnorm.update(ret)
@@ -170,8 +172,7 @@ class ActorCritic(nn.Module):
         logp = self.actor.log_prob(dist, traj["action"])
         entropy = dist.entropy()
         actor_loss = -(weight * (logp * adv + cfg.entropy * entropy)).mean()
-        critic_logits = self.critic(feat[:, :-1])
-        twohot = self.critic.twohot
+        critic_logits = critic_logits[:, :-1]
         critic_loss = twohot.loss(critic_logits, ret)
         critic_loss = critic_loss + cfg.slow_critic_reg * twohot.loss(critic_logits, slow_target)
         critic_loss = (weight * critic_loss).mean()
