@@ -16,6 +16,23 @@ from benches.relevance import stats
 from worldmodel.checkpoint import atomic_write_text
 
 MARK_START, MARK_END = "<!-- relevance:start -->", "<!-- relevance:end -->"
+USAGE = """Usage: `make bench-relevance` (= `python -m benches.relevance`) runs the full benchmark, writes
+`benches/results/relevance.json` and regenerates this section and the plots under `docs/img/`;
+`python -m benches.relevance --quick` is the CI-sized smoke run (`benches/results/relevance_quick.json`,
+docs untouched unless `--docs FILE`). Options: `--test-per-track N`, `--n-j4 N`, `--lm-steps N`,
+`--world-model DIR|none` (default: the shipped `dialogue/default`), `--candidate METHOD`, `--cache-dir DIR`.
+Trained LMs, candidate sets, embeddings and each method's per-conversation results are cached under
+`benches/.cache/relevance/<mode>-<settings hash>/`; a missing or truncated file is rebuilt and an
+interrupted run resumes with the methods not finished yet.
+
+Methods keep exactly `B = floor(r * N)` context words (long track: 64/128/256 words) in their original
+order; speaker tags are forced and not counted. Judges: J1 MiniLM retrieval of turn t among 10 / 100
+saved candidates (same role, same log2-length bucket, other test conversations) plus a hard set from
+the same conversation; J1b the same with BM25; J2 NLL of turn t and t..t+2 under a GPT-2 judge trained
+with its own BPE on train half B (retention = (NLL_empty - NLL) / (NLL_empty - NLL_full)); J3 Spearman
+fidelity of the 100 candidate scores against the full context; J4 synthetic task dialogues (recall of
+the needed slot values, decoy rate, AUPRC; templates and filler disjoint from the training pool);
+J5 AUPRC against content words reused in turns t..t+3."""
 TABLE_METRICS = (
     "j1_r1_10",
     "j1_r1_100",
@@ -218,6 +235,8 @@ def markdown(summary: dict, command: str, plots: list[str]) -> str:
         "```",
         command,
         "```",
+        "",
+        USAGE,
         "",
         f"Sizes: {s['sizes']}. Mean [95% paired-bootstrap CI over conversations, {s['n_resamples']} "
         "resamples]. Random is the per-conversation mean over "

@@ -6,8 +6,10 @@ an interrupted run resumes with the methods that are not finished yet.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,18 +47,23 @@ class BenchSettings:
     quick: bool = False
     seed: int = 0
     max_records: int | None = None
-    test_per_track: int = 150
-    n_j4: int = 200
+    test_per_track: int = 80
+    n_j4: int = 120
     n_j4_train: int = 600
     lm_train_convs: int = 2500
     random_seeds: int = 5
     n_resamples: int = 10_000
     tracks: tuple[str, ...] = ("primary", "long")
-    lm: LMConfig = field(default_factory=LMConfig)
+    encoder_max_length: int = 256
+    lm: LMConfig = field(
+        default_factory=lambda: LMConfig(n_positions=384, target_tokens=96, steps=150, batch_size=4)
+    )
 
     @property
     def key(self) -> str:
-        return "quick" if self.quick else "full"
+        """Cache sub-directory: the mode plus a hash of every setting (changed settings -> fresh cache)."""
+        digest = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
+        return f"{'quick' if self.quick else 'full'}-{digest}"
 
 
 QUICK = BenchSettings(
@@ -69,7 +76,17 @@ QUICK = BenchSettings(
     random_seeds=2,
     n_resamples=1000,
     tracks=("primary",),
-    lm=LMConfig(vocab_size=512, n_layer=1, n_embd=64, n_head=2, steps=30, batch_size=4),
+    encoder_max_length=128,
+    lm=LMConfig(
+        vocab_size=512,
+        n_layer=1,
+        n_embd=64,
+        n_head=2,
+        n_positions=256,
+        target_tokens=64,
+        steps=30,
+        batch_size=4,
+    ),
 )
 
 
@@ -113,7 +130,7 @@ class Benchmark:
     def __init__(self, settings: BenchSettings, cache_dir: Path, extra_scorers: tuple = ()) -> None:
         self.s, self.extra = settings, extra_scorers
         self.dir = Path(cache_dir) / settings.key
-        self.encoder = MiniLM()
+        self.encoder = MiniLM(settings.encoder_max_length)
 
     # ---- data ----
     def prepare(self) -> None:

@@ -35,7 +35,7 @@ class WorldModelMethod:
 def world_model_scorers(model_dir: str | None, methods: tuple[str, ...] = ("fast", "exact")) -> list:
     """Scorers for the world-model methods, or [] (with a warning) when no model can be loaded."""
     try:
-        from dialogue import DialogueWorldModel
+        from dialogue.model import DialogueWorldModel
 
         model = DialogueWorldModel.from_pretrained(model_dir)
     except (ImportError, AttributeError, ValueError, OSError) as err:

@@ -37,7 +37,7 @@ def test_quick_benchmark_runs_checks_and_resumes(tmp_path, monkeypatch):
     assert "## Relevance" in doc.read_text() and (tmp_path / "img" / "relevance_j4_recall.png").is_file()
 
     # interrupted run: one method's results lost, another truncated mid-write -> both rebuilt, rest reused
-    evals = cache / "quick" / "eval" / "primary"
+    [evals] = list(cache.glob("quick-*/eval/primary"))
     kept_mtime = (evals / "recency.json").stat().st_mtime_ns
     (evals / "tfidf.json").unlink()
     (evals / "oracle.json").write_text((evals / "oracle.json").read_text()[:50])
