@@ -147,7 +147,10 @@ class RSSM(nn.Module):
 
     def img_step(self, state: State, prev_action: Tensor) -> State:
         """One prior step: ``state [B, ...]``, ``prev_action [B, A]`` -> prior state ``[B, ...]``."""
-        deter = self._deter_step(state, prev_action)
+        return self._prior(self._deter_step(state, prev_action))
+
+    def _prior(self, deter: Tensor) -> State:
+        """Prior p(z | h) for ``deter [..., D]`` -> a state of ``[..., ...]``."""
         logits = self._dist_logits(self.img_out(deter))
         return {"deter": deter, "stoch": self.sample(logits), "logits": logits}
 
@@ -159,6 +162,10 @@ class RSSM(nn.Module):
         ``prev_action [B, A]`` is a_{t-1}, ``embed [B, E]`` is e_t, ``is_first [B]`` (bool)
         resets the state to `initial_state` and zeroes a_{t-1} for those rows.
         """
+        post = self._post_step(state, prev_action, embed, is_first)
+        return post, self._prior(post["deter"])
+
+    def _post_step(self, state: State, prev_action: Tensor, embed: Tensor, is_first: Tensor) -> State:
         first = is_first.bool()
         if bool(first.any()):
             init = self.initial_state(embed.shape[0], embed.device)
@@ -167,11 +174,8 @@ class RSSM(nn.Module):
             }
             prev_action = prev_action * (~first).to(prev_action.dtype).unsqueeze(-1)
         deter = self._deter_step(state, prev_action)
-        prior_logits = self._dist_logits(self.img_out(deter))
-        prior = {"deter": deter, "stoch": self.sample(prior_logits), "logits": prior_logits}
-        post_logits = self._dist_logits(self.obs_out(torch.cat([deter, embed], -1)))
-        post = {"deter": deter, "stoch": self.sample(post_logits), "logits": post_logits}
-        return post, prior
+        logits = self._dist_logits(self.obs_out(torch.cat([deter, embed], -1)))
+        return {"deter": deter, "stoch": self.sample(logits), "logits": logits}
 
     # ----------------------------------------------------------------- sequences
     def observe(
@@ -195,12 +199,12 @@ class RSSM(nn.Module):
             )
         if state is None:
             state = self.initial_state(batch, embed.device)
-        posts, priors = [], []
+        posts = []
         for t in range(length):
-            state, prior = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t])
+            state = self._post_step(state, action[:, t], embed[:, t], is_first[:, t])
             posts.append(state)
-            priors.append(prior)
-        return _stack(posts), _stack(priors)
+        post = _stack(posts)
+        return post, self._prior(post["deter"])  # the prior does not feed back: one batched call
 
     def imagine(
         self, start: State, policy: Callable[[Tensor], Tensor] | Tensor, horizon: int
