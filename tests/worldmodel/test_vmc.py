@@ -95,17 +95,28 @@ def test_cma_es_improves_dream_return() -> None:
     mdn = MDNRNN(z_dim=2, action_dim=1, hidden=8, mixtures=2).eval()
     with torch.no_grad():
         mdn.done.bias.fill_(-20.0)  # never done: the return is the sum of predicted rewards
+        mdn.lstm.weight_ih_l0[:, 2:].mul_(5.0)  # the action moves the LSTM state ...
+        mdn.reward.weight.mul_(5.0)  # ... and the reward depends on it
     ctrl = LinearController(2 + 8, 1)
     start = torch.randn(16, 2)
-    config = DreamConfig(generations=12, population=12, rollouts=4, horizon=10, tau=1.0, sigma0=0.5)
-    best, history = evolve_controller(mdn, ctrl, start, lambda out: out, config)
-    zero = dream_returns(mdn, ctrl, torch.zeros(1, ctrl.num_params), start, lambda out: out, 10, 1.0)
-    evolved = dream_returns(
-        mdn, ctrl, torch.as_tensor(best, dtype=torch.float32)[None], start, lambda out: out, 10, 1.0
+    config = DreamConfig(
+        generations=12,
+        population=12,
+        rollouts=4,
+        horizon=10,
+        tau=0.05,
+        sigma0=0.5,
+        eval_every=4,
+        eval_rollouts=16,
     )
-    assert len(history) == 12
-    assert history[-1]["mean"] > history[0]["mean"]
-    assert evolved.item() > zero.item() + 0.05
+    best, history = evolve_controller(mdn, ctrl, start, lambda out: out, config)
+    zero = dream_returns(mdn, ctrl, torch.zeros(1, ctrl.num_params), start, lambda out: out, 10, 0.05)
+    evolved = dream_returns(
+        mdn, ctrl, torch.as_tensor(best, dtype=torch.float32)[None], start, lambda out: out, 10, 0.05
+    )
+    assert len(history) == 12 and [h["generation"] for h in history if "evaluated" in h] == [3, 7, 11]
+    assert history[-1]["mean"] > history[0]["mean"] + 1.0
+    assert evolved.item() > zero.item() + 1.0
 
 
 def test_dream_stops_at_done() -> None:

@@ -34,6 +34,8 @@ class DreamConfig:
     tau: float = 1.15
     sigma0: float = 0.1
     seed: int = 0
+    eval_every: int = 5  # generations between evaluations of the distribution mean ...
+    eval_rollouts: int = 32  # ... on this many dream rollouts; the best one evaluated is returned
 
 
 @torch.no_grad()
@@ -77,10 +79,12 @@ def evolve_controller(
 ) -> tuple[np.ndarray, list[dict[str, float]]]:
     """CMA-ES on the dream return (``cma`` minimises, so it sees ``-return``).
 
-    ``start_z [R, Z]``: each generation draws ``config.rollouts`` of them at random.
-    Returns the final mean of the search distribution (``es.result.xfavorite``, less
-    flattered by the noise of a single dream evaluation than the best sample) and one
-    history row per generation (``best`` and ``mean`` dream return, ``sigma``).
+    ``start_z [R, Z]``: each generation draws ``config.rollouts`` of them at random. Every
+    ``eval_every`` generations (and after the last) the mean of the search distribution
+    is scored on ``eval_rollouts`` fresh dream rollouts (a single candidate's score is too
+    noisy to pick a winner from); the best-scoring mean is returned, with one history row
+    per generation (``best`` and ``mean`` candidate return, ``sigma``, and ``evaluated``
+    when the mean was scored).
     """
     es = cma.CMAEvolutionStrategy(
         np.zeros(controller.num_params),
@@ -88,21 +92,30 @@ def evolve_controller(
         {"popsize": config.population, "seed": config.seed + 1, "verbose": -9},
     )
     generator = torch.Generator().manual_seed(config.seed)
-    history = []
+
+    def starts(n: int) -> Tensor:
+        return start_z[torch.randint(start_z.shape[0], (n,), generator=generator)]
+
+    def score(params: np.ndarray, rollouts: int) -> Tensor:
+        params = torch.as_tensor(np.atleast_2d(params), dtype=torch.float32)
+        return dream_returns(
+            mdn, controller, params, starts(rollouts), action_map, config.horizon, config.tau
+        )
+
+    history, best, best_score = [], np.zeros(controller.num_params), -float("inf")
     for gen in progress(range(config.generations), desc="CMA-ES in the dream"):
         solutions = es.ask()
-        index = torch.randint(start_z.shape[0], (config.rollouts,), generator=generator)
-        params = torch.as_tensor(np.stack(solutions), dtype=torch.float32)
-        returns = dream_returns(
-            mdn, controller, params, start_z[index], action_map, config.horizon, config.tau
-        )
+        returns = score(np.stack(solutions), config.rollouts)
         es.tell(solutions, (-returns).tolist())
-        history.append(
-            {
-                "generation": gen,
-                "best": float(returns.max()),
-                "mean": float(returns.mean()),
-                "sigma": float(es.sigma),
-            }
-        )
-    return np.asarray(es.result.xfavorite), history
+        row = {
+            "generation": gen,
+            "best": float(returns.max()),
+            "mean": float(returns.mean()),
+            "sigma": es.sigma,
+        }
+        if (gen + 1) % config.eval_every == 0 or gen + 1 == config.generations:
+            row["evaluated"] = float(score(es.result.xfavorite, config.eval_rollouts)[0])
+            if row["evaluated"] > best_score:
+                best, best_score = np.array(es.result.xfavorite), row["evaluated"]
+        history.append(row)
+    return best, history
