@@ -139,3 +139,27 @@ def test_actor_improves_imagined_return_on_a_toy_model(one_thread):
         returns.append(metrics["imag/reward"])
     assert np.mean(returns[:5]) < 0.7
     assert np.mean(returns[-5:]) > 0.9
+
+
+def test_losses_on_a_hand_made_trajectory():
+    torch.manual_seed(0)
+    gamma, lam, ent = 0.9, 0.5, 0.1
+    cfg = BehaviorConfig(gamma=gamma, lam=lam, entropy=ent, slow_critic_reg=0.0)
+    ac = ActorCritic(3, ActionSpec(True, 2), TINY, cfg)
+    traj = {
+        "feat": torch.randn(1, 3, 3),
+        "action": torch.tensor([[[1.0, 0.0], [0.0, 1.0]]]),
+        "reward": torch.tensor([[0.0, 1.0, 1.0]]),
+        "cont": torch.tensor([[1.0, 1.0, 0.0]]),
+    }
+    actor_loss, critic_loss, metrics = ac.loss(traj)
+    # zero-initialised critic: v = 0, so R1 = 1 and R0 = 1 + gamma * lam * R1
+    ret = torch.tensor([[1 + gamma * lam, 1.0]])
+    assert metrics["imag/return"] == pytest.approx(ret.mean().item())
+    weight = torch.tensor([[1.0, gamma]])  # cumprod of gamma * cont, divided by gamma
+    dist = ac.actor.dist(traj["feat"][:, :-1])
+    logp = dist.log_prob(torch.tensor([[0, 1]]))
+    expected = -(weight * (logp * ret + ent * dist.entropy())).mean()  # return scale stays 1
+    assert actor_loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    twohot_ce = ac.critic.twohot.loss(ac.critic(traj["feat"][:, :-1]), ret)
+    assert critic_loss.item() == pytest.approx((weight * twohot_ce).mean().item(), rel=1e-5)
