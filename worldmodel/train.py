@@ -193,7 +193,9 @@ class _Meter:
 
 def _restore(logdir: Path, config: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """The saved state of a run to resume (None for a new run) and its counters."""
-    counters: dict[str, Any] = {"env_steps": 0, "updates": 0, "episodes": 0, "credit": 0.0}
+    counters: dict[str, Any] = {
+        "env_steps": 0, "updates": 0, "episodes": 0, "credit": 0.0, "last_return": 0.0,
+    }
     if not (logdir / CHECKPOINT).is_file():
         return None, counters
     state, meta = load_checkpoint(logdir / CHECKPOINT)
@@ -202,7 +204,7 @@ def _restore(logdir: Path, config: dict[str, Any]) -> tuple[dict[str, Any] | Non
 
 
 def train(run_cfg: RunConfig, agent_cfg: DreamerConfig, logdir: str | Path) -> dict[str, Any]:
-    """Train (or resume) a run; returns the final counters and the last episode return."""
+    """Train (or resume) a run; returns the counters (env steps, updates, episodes, last return)."""
     from worldmodel.agent import Agent
     from worldmodel.replay import Replay
 
@@ -221,7 +223,7 @@ def train(run_cfg: RunConfig, agent_cfg: DreamerConfig, logdir: str | Path) -> d
     else:
         replay = Replay(logdir / "replay", run_cfg.replay_size, workers=envs.num_envs, seed=run_cfg.seed)
     updates_per_step = agent_cfg.train_ratio / (agent_cfg.batch_size * agent_cfg.batch_length)
-    meter, last_return = _Meter(), float("nan")
+    meter = _Meter()
     n = envs.num_envs
 
     def checkpoint() -> None:
@@ -250,7 +252,7 @@ def train(run_cfg: RunConfig, agent_cfg: DreamerConfig, logdir: str | Path) -> d
             bar.update(n)
             for episode in envs.episodes:
                 counters["episodes"] += 1
-                last_return = episode["episode/return"]
+                counters["last_return"] = episode["episode/return"]
                 run.log(counters["env_steps"], episode)
             if counters["env_steps"] >= run_cfg.prefill:
                 counters["credit"] += n * updates_per_step
@@ -263,13 +265,15 @@ def train(run_cfg: RunConfig, agent_cfg: DreamerConfig, logdir: str | Path) -> d
             if step % run_cfg.log_every < n:
                 stats = meter.flush(step, counters["updates"])
                 run.log(step, stats)
-                bar.set_postfix(updates_s=f"{stats['updates_per_s']:.2f}", ret=f"{last_return:.1f}")
+                bar.set_postfix(
+                    updates_s=f"{stats['updates_per_s']:.2f}", ret=f"{counters['last_return']:.1f}"
+                )
             if run_cfg.eval_every and step % run_cfg.eval_every < n:
                 run.log(step, evaluate_agent(agent, run_cfg, run_cfg.eval_episodes))
             if step % run_cfg.checkpoint_every < n or step >= run_cfg.steps:
                 checkpoint()
         bar.close()
-    return {**counters, "last_return": last_return}
+    return dict(counters)
 
 
 def evaluate_agent(agent: Any, run_cfg: RunConfig, episodes: int) -> dict[str, float]:

@@ -62,11 +62,13 @@ def run_sheeprl(sheeprl: str, steps: int, learning_starts: int, replay_ratio: fl
     events = sorted(workdir.glob("logs/runs/**/events.out.tfevents.*"))[-1]
     acc = EventAccumulator(str(events))
     acc.Reload()
-    train_rate = [e.value for e in acc.Scalars("Time/sps_train")]
-    points = [e for e in acc.Scalars("Game/ep_len_avg") if e.step >= learning_starts]
-    env_rate = (points[-1].step - points[0].step) / max(points[-1].wall_time - points[0].wall_time, 1e-9)
-    return {"updates_per_s": train_rate[-1], "env_steps_per_s": env_rate, "wall_s": wall,
-            "return_avg": acc.Scalars("Rewards/rew_avg")[-1].value}
+    # Time/sps_train is logged at every log point of the learning phase: its wall times
+    # give the env steps/s between the first and the last of them.
+    points = acc.Scalars("Time/sps_train")
+    span = points[-1].wall_time - points[0].wall_time
+    env_rate = (points[-1].step - points[0].step) / span if len(points) > 1 and span > 0 else None
+    return {"updates_per_s": points[-1].value, "env_steps_per_s": env_rate, "wall_s": wall,
+            "log_points": [(e.step, e.value) for e in points]}
 
 
 def run_ours(
@@ -140,7 +142,9 @@ def main() -> None:
         "train_ratio": args.replay_ratio * 1024, "steps": args.steps, "learning_starts": args.learning_starts,
         "threads": args.threads, "sheeprl": peer, "ours": ours,
         "ratio_updates_per_s": ours["updates_per_s"] / peer["updates_per_s"],
-        "ratio_env_steps_per_s": ours["env_steps_per_s"] / peer["env_steps_per_s"],
+        "ratio_env_steps_per_s": (
+            ours["env_steps_per_s"] / peer["env_steps_per_s"] if peer["env_steps_per_s"] else None
+        ),
         "update_gflop": flops / 1e9, "update_s_isolated": seconds,
         "matmul_gflop_per_s": limit / 1e9,
         "fraction_of_matmul_limit": (flops / seconds) / limit,
