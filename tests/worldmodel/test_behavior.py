@@ -15,7 +15,7 @@ TINY = ModelConfig(
 )
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def one_thread():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -121,7 +121,7 @@ class ToyModel(nn.Module):
         return torch.ones(feat.shape[:-1])
 
 
-def test_actor_improves_imagined_return_on_a_toy_model(one_thread):
+def test_actor_improves_imagined_return_on_a_toy_model():
     torch.manual_seed(0)
     cfg = BehaviorConfig(horizon=5, gamma=0.9, entropy=1e-3)
     ac = ActorCritic(2, ActionSpec(True, 2), TINY, cfg)

@@ -8,6 +8,14 @@ from worldmodel.rssm import RSSM, BlockGRU
 B, T, E, A = 3, 5, 7, 2
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only add overhead on a shared CPU
+    yield
+    torch.set_num_threads(threads)
+
+
 def small(**kw):
     torch.manual_seed(0)
     return RSSM(E, A, deter=16, stoch=4, classes=3, hidden=8, **kw)
