@@ -75,16 +75,19 @@ def evaluate(
     state, _ = load_checkpoint(Path(logdir) / CHECKPOINT)
     torch.set_num_threads(run_cfg.threads)
     seed_everything(run_cfg.seed + EVAL_SEED_OFFSET)  # the same command gives the same numbers
-    frames: list[np.ndarray] | None = [] if video is not None else None
-    with make_envs(run_cfg, num_envs=1, seed=run_cfg.seed + EVAL_SEED_OFFSET) as envs:
-        if video is not None and "image" not in envs.observation_space.spaces:
-            raise EnvError(
-                f"--video needs image observations; {run_cfg.env} has only {list(envs.observation_space)}"
-            )
+    frames: list[np.ndarray] = []
+    seed = run_cfg.seed + EVAL_SEED_OFFSET
+    with make_envs(run_cfg, num_envs=1, seed=seed, render=video is not None) as envs:
         agent = Agent(obs_shapes(envs), envs.action_space, agent_cfg)
         agent.load_state_dict(state["agent"])
-        stats = play_episodes(agent, envs, episodes, act=ACTORS[planner](agent), frames=frames)
-    if frames is not None:
+
+        def record(row: dict[str, np.ndarray]) -> None:  # image observations, else rendered frames
+            frames.append(row["image"][0] if "image" in row else envs.render())
+
+        stats = play_episodes(
+            agent, envs, episodes, act=ACTORS[planner](agent), record=record if video is not None else None
+        )
+    if video is not None:
         write_video(video, frames)
     returns = [e["episode/return"] for e in stats]
     return {

@@ -108,9 +108,11 @@ def load_run_configs(logdir: str | Path) -> tuple[RunConfig, DreamerConfig]:
     return config_from_dict(RunConfig, data["run"]), config_from_dict(DreamerConfig, data["agent"])
 
 
-def make_envs(run_cfg: RunConfig, num_envs: int | None = None, seed: int | None = None) -> EnvBatch:
-    """The `EnvBatch` a run config describes."""
-    kwargs: dict[str, Any] = {"pixels": run_cfg.pixels}
+def make_envs(
+    run_cfg: RunConfig, num_envs: int | None = None, seed: int | None = None, render: bool = False
+) -> EnvBatch:
+    """The `EnvBatch` a run config describes (``render``: gym envs draw frames for videos)."""
+    kwargs: dict[str, Any] = {"pixels": run_cfg.pixels, "render": render}
     if run_cfg.action_repeat:
         kwargs["action_repeat"] = run_cfg.action_repeat
     if run_cfg.time_limit:
@@ -143,12 +145,12 @@ def random_actions(envs: EnvBatch) -> np.ndarray:
 
 
 def play_episodes(
-    agent: Any, envs: EnvBatch, episodes: int, act: Any = None, frames: list[np.ndarray] | None = None
+    agent: Any, envs: EnvBatch, episodes: int, act: Any = None, record: Any = None
 ) -> list[dict[str, float]]:
     """Play ``episodes`` full episodes (greedy policy unless ``act`` is given); their stats.
 
-    ``act(obs: dict[str, Tensor[N, ...]], state) -> (action [N, A], state)``; when
-    ``frames`` is a list, the ``image`` observations of env 0 are appended to it.
+    ``act(obs: dict[str, Tensor[N, ...]], state) -> (action [N, A], state)``;
+    ``record(row)`` (optional) sees every row before the agent acts on it.
     """
     if act is None:
         def act(obs: dict[str, torch.Tensor], state: Any) -> tuple[torch.Tensor, Any]:
@@ -156,8 +158,8 @@ def play_episodes(
 
     row, state, done = envs.reset(), agent.initial_state(envs.num_envs), []
     while len(done) < episodes:
-        if frames is not None:
-            frames.append(row["image"][0])
+        if record is not None:
+            record(row)
         with torch.no_grad():
             action, state = act(to_torch(row), state)
         row = envs.step(action.numpy().astype(np.float32))

@@ -12,6 +12,7 @@ import pytest
 from worldmodel.envs import (
     ActionError,
     EnvBatch,
+    EnvError,
     MissingDependencyError,
     ObservationError,
     UnknownTaskError,
@@ -115,6 +116,16 @@ def test_time_limit_truncates_without_terminal(user_module):
         row = batch.step(np.array([[-1.0]], np.float32))
     assert row["is_last"][0] and not row["is_terminal"][0]
     assert batch.episodes == [{"episode/return": 2.0, "episode/length": 2}]
+
+
+def test_render_frames_for_videos(user_module):
+    with EnvBatch("gym:CartPole-v1", render=True) as batch:
+        batch.reset()
+        frame = batch.render()
+    assert frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8 and frame.std() > 0
+    with EnvBatch(f"gym:{user_module}:Corridor") as batch, pytest.raises(EnvError, match="does not render"):
+        batch.reset()
+        batch.render()
 
 
 def test_out_of_range_and_misshaped_actions_raise(user_module):

@@ -47,8 +47,11 @@ def _check_env(env: object, source: str) -> gym.Env:
     return env
 
 
-def make_gym(task: str, time_limit: int | None = None) -> gym.Env:
-    """Build the gymnasium environment named by ``task`` (see the module docstring)."""
+def make_gym(task: str, time_limit: int | None = None, render_mode: str | None = None) -> gym.Env:
+    """Build the gymnasium environment named by ``task`` (see the module docstring).
+
+    ``render_mode`` is passed to registered ids; user classes are built without arguments.
+    """
     plugins = _plugin_envs()
     if task in plugins:
         env = _check_env(plugins[task].load()(), task)  # type: ignore[attr-defined]
@@ -62,14 +65,14 @@ def make_gym(task: str, time_limit: int | None = None) -> gym.Env:
         if callable(factory):
             env = _check_env(factory(), task)
         elif attr in gym.registry:
-            return gym.make(attr, max_episode_steps=time_limit)
+            return gym.make(attr, max_episode_steps=time_limit, render_mode=render_mode)
         else:
             raise UnknownTaskError(
                 f"gym:{task}: module '{module_name}' has no class '{attr}' "
                 f"and registers no gymnasium id '{attr}'"
             )
     elif task in gym.registry:
-        return gym.make(task, max_episode_steps=time_limit)
+        return gym.make(task, max_episode_steps=time_limit, render_mode=render_mode)
     else:
         close = difflib.get_close_matches(task, gym_task_names(), n=5, cutoff=0.5)
         hint = f" Closest: {', '.join(close)}." if close else ""

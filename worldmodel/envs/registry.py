@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import gymnasium as gym
 
@@ -30,48 +31,58 @@ class MissingDependencyError(EnvError):
     """A suite needs an optional package that is not installed."""
 
 
-def _dmc(task: str, seed: int, pixels: bool, size: tuple[int, int], action_repeat: int | None,
-         time_limit: int | None, life_loss: bool) -> gym.Env:
+@dataclass(frozen=True)
+class EnvOptions:
+    """The `make_env` options every suite builder receives (each uses the ones it knows)."""
+
+    seed: int = 0
+    pixels: bool = False
+    size: tuple[int, int] = (64, 64)
+    action_repeat: int | None = None
+    time_limit: int | None = None
+    life_loss: bool = False
+    render: bool = False
+
+
+def _limit(env: gym.Env, opt: EnvOptions) -> gym.Env:
+    return gym.wrappers.TimeLimit(env, opt.time_limit) if opt.time_limit is not None else env
+
+
+def _dmc(task: str, opt: EnvOptions) -> gym.Env:
     from worldmodel.envs.dmc_suite import DMCEnv, dmc_task_names
 
     if task not in dmc_task_names():
         raise _unknown_task("dmc", task, dmc_task_names())
-    repeat = 2 if action_repeat is None else action_repeat
-    return DMCEnv(task, seed=seed, pixels=pixels, size=size, action_repeat=repeat, time_limit=time_limit)
+    repeat = 2 if opt.action_repeat is None else opt.action_repeat
+    return DMCEnv(task, opt.seed, opt.pixels, opt.size, action_repeat=repeat, time_limit=opt.time_limit)
 
 
-def _minatar(task: str, seed: int, pixels: bool, size: tuple[int, int], action_repeat: int | None,
-             time_limit: int | None, life_loss: bool) -> gym.Env:
+def _minatar(task: str, opt: EnvOptions) -> gym.Env:
     from worldmodel.envs.minatar_suite import GAMES, MinAtarEnv
 
     if task not in GAMES:
         raise _unknown_task("minatar", task, list(GAMES))
-    env: gym.Env = MinAtarEnv(task, seed=seed)
-    return gym.wrappers.TimeLimit(env, time_limit) if time_limit is not None else env
+    return _limit(MinAtarEnv(task, seed=opt.seed), opt)
 
 
-def _atari(task: str, seed: int, pixels: bool, size: tuple[int, int], action_repeat: int | None,
-           time_limit: int | None, life_loss: bool) -> gym.Env:
+def _atari(task: str, opt: EnvOptions) -> gym.Env:
     from worldmodel.envs.atari_suite import atari_task_names, make_atari
 
     if task not in atari_task_names():
         raise _unknown_task("atari", task, atari_task_names())
-    return make_atari(task, size=size, life_loss=life_loss, time_limit=time_limit)
+    return make_atari(task, size=opt.size, life_loss=opt.life_loss, time_limit=opt.time_limit)
 
 
-def _crafter(task: str, seed: int, pixels: bool, size: tuple[int, int], action_repeat: int | None,
-             time_limit: int | None, life_loss: bool) -> gym.Env:
+def _crafter(task: str, opt: EnvOptions) -> gym.Env:
     from worldmodel.envs.crafter_suite import TASKS, CrafterEnv
 
     if task not in TASKS:
         raise _unknown_task("crafter", task, list(TASKS))
-    env: gym.Env = CrafterEnv(task, seed=seed, size=size)
-    return gym.wrappers.TimeLimit(env, time_limit) if time_limit is not None else env
+    return _limit(CrafterEnv(task, seed=opt.seed, size=opt.size), opt)
 
 
-def _gym(task: str, seed: int, pixels: bool, size: tuple[int, int], action_repeat: int | None,
-         time_limit: int | None, life_loss: bool) -> gym.Env:
-    return make_gym(task, time_limit=time_limit)
+def _gym(task: str, opt: EnvOptions) -> gym.Env:
+    return make_gym(task, time_limit=opt.time_limit, render_mode="rgb_array" if opt.render else None)
 
 
 SUITES: dict[str, Callable[..., gym.Env]] = {
@@ -112,6 +123,7 @@ def make_env(
     action_repeat: int | None = None,
     time_limit: int | None = None,
     life_loss: bool = False,
+    render: bool = False,
 ) -> DreamerEnv:
     """Build ``suite:task`` behind the common interface (`DreamerEnv`).
 
@@ -124,12 +136,14 @@ def make_env(
         action_repeat: dmc only (default 2); atari always skips 4 frames.
         time_limit: maximum agent steps per episode (default: the suite's own).
         life_loss: atari only: a lost life ends the episode.
+        render: gym only: create the env with ``render_mode="rgb_array"`` (for videos).
     """
     suite, task = split_name(name)
     if time_limit is not None and time_limit < 1:
         raise EnvError(f"time_limit must be >= 1, got {time_limit}")
     try:
-        env = SUITES[suite](task, seed, pixels, tuple(size), action_repeat, time_limit, life_loss)
+        options = EnvOptions(seed, pixels, tuple(size), action_repeat, time_limit, life_loss, render)
+        env = SUITES[suite](task, options)
     except ModuleNotFoundError as err:
         if err.name not in OPTIONAL_PACKAGES:
             raise

@@ -113,6 +113,16 @@ class EnvBatch:
         row.update(reward=reward, is_first=is_first, is_last=is_last, is_terminal=is_terminal)
         return row
 
+    def render(self) -> np.ndarray:
+        """The current frame of environment 0, uint8 ``[H, W, 3]`` (gym envs need ``render=True``)."""
+        try:
+            frame = self._env.call("render")[0]
+        except NotImplementedError:
+            frame = None
+        if frame is None:
+            raise EnvError(f"{self.name} does not render frames; make it with render=True")
+        return np.asarray(frame, np.uint8)
+
     def close(self) -> None:
         self._env.close()
 
