@@ -139,9 +139,8 @@ class Agent:
             if key not in obs:
                 raise AgentInputError(f"observation key '{key}' is missing ({where}); got {sorted(obs)}")
             value = obs[key]
-            expected = (*lead, *shape) if lead else shape
-            got = tuple(value.shape)
-            if len(got) != len(expected) or got[len(got) - len(shape):] != tuple(shape):
+            expected, got = (*lead, *shape), tuple(value.shape)
+            if got != expected:
                 raise AgentInputError(f"observation '{key}' ({where}): expected shape {expected}, got {got}")
             if not (value.is_floating_point() or (key == "image" and value.dtype == torch.uint8)):
                 allowed = "uint8 or float" if key == "image" else "float"
@@ -149,7 +148,7 @@ class Agent:
                     f"observation '{key}' ({where}): expected dtype {allowed}, got {value.dtype}"
                 )
             if value.is_floating_point():
-                bad = ~torch.isfinite(value.reshape(*got[: len(got) - len(shape)], -1)).all(-1)
+                bad = ~torch.isfinite(value.reshape(*lead, -1)).all(-1)
                 if bool(bad.any()):
                     index = tuple(int(i) for i in bad.nonzero()[0])
                     raise AgentInputError(f"observation '{key}' has NaN or inf at {where}, index {index}")

@@ -100,6 +100,10 @@ def test_bad_observations_name_key_step_expected_and_got():
         agent.policy({"vector": torch.randn(3, 5)})
     with pytest.raises(AgentInputError, match="expected dtype float, got torch.int64"):
         agent.policy({"vector": torch.ones(3, 4, dtype=torch.long)})
+    with pytest.raises(AgentInputError, match=r"'image' \(policy call 0\): expected shape \(3, 64, 64, 3\)"):
+        make_agent(obs_space={"vector": (4,), "image": (64, 64, 3)}).policy(
+            {"vector": torch.randn(3, 4), "image": torch.zeros(2, 64, 64, 3, dtype=torch.uint8)}
+        )
     with pytest.raises(AgentInputError, match="'vector' is missing"):
         agent.policy({"image": torch.ones(3, 4)})
 
