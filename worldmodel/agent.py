@@ -12,6 +12,7 @@ state, each with its own optimiser:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -25,6 +26,10 @@ from worldmodel.world_model import WorldModel
 
 class AgentInputError(ValueError):
     """An observation, batch or action that does not fit the agent."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """A loss or gradient became NaN or inf; the offending update was not applied."""
 
 
 class LaProp(torch.optim.Optimizer):
@@ -81,6 +86,7 @@ class _Optimizer:
     def __init__(self, params: list[Tensor], part: str, cfg: OptimConfig) -> None:
         lr, eps = getattr(cfg, f"{part}_lr"), getattr(cfg, f"{part}_eps")
         self.params, self.lr, self.clip, self.cfg = params, lr, getattr(cfg, f"{part}_clip"), cfg
+        self.part = part
         if cfg.name == "adam":
             self.opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=lr, eps=eps)
         elif cfg.name == "laprop":
@@ -89,13 +95,21 @@ class _Optimizer:
             raise AgentInputError(f"optim.name must be 'adam' or 'laprop', got '{cfg.name}'")
 
     def step(self, loss: Tensor, updates: int) -> float:
-        """Backward, clip, warm-up and step; returns the gradient norm before clipping."""
+        """Backward, clip, warm-up and step; returns the gradient norm before clipping.
+
+        Raises `TrainingDivergedError` (without stepping) if the loss or the gradient
+        norm is NaN or inf.
+        """
+        if not bool(torch.isfinite(loss)):
+            raise TrainingDivergedError(f"the {self.part} loss is {loss.item()} at update {updates}")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.agc > 0:
             norm = clip_adaptive(self.params, self.cfg.agc)
         else:
             norm = float(nn.utils.clip_grad_norm_(self.params, self.clip))
+        if not math.isfinite(norm):
+            raise TrainingDivergedError(f"the {self.part} gradient norm is {norm} at update {updates}")
         if self.cfg.warmup > 0:
             for group in self.opt.param_groups:
                 group["lr"] = self.lr * min(1.0, (updates + 1) / self.cfg.warmup)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodel.agent import Agent, AgentInputError, LaProp, clip_adaptive
+from worldmodel.agent import Agent, AgentInputError, LaProp, TrainingDivergedError, clip_adaptive
 from worldmodel.behavior import ActionSpaceError, ActionSpec
 from worldmodel.checkpoint import load_checkpoint, save_checkpoint
 from worldmodel.presets import dreamer_config, updates_per_env_step
@@ -190,3 +190,14 @@ def test_presets_and_train_ratio_conversion():
         dreamer_config("m")
     with pytest.raises(ValueError, match="unknown config key"):
         dreamer_config("xs", ["model.detr=3"])
+
+
+def test_divergence_raises_before_the_update_is_applied(tmp_path):
+    agent = make_agent()
+    batch = filled_replay(tmp_path).sample(2, 6)
+    with torch.no_grad():
+        agent.wm.reward.mlp[-1].bias.fill_(float("nan"))
+    before = [p.clone() for p in agent.wm.encoders.parameters()]
+    with pytest.raises(TrainingDivergedError, match="the model loss is nan at update 0"):
+        agent.train(batch)
+    assert all(torch.equal(a, b) for a, b in zip(before, agent.wm.encoders.parameters(), strict=True))
