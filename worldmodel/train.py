@@ -61,6 +61,7 @@ class RunConfig:
     pixels: bool = False  # dmc: 64x64 images instead of proprioception
     action_repeat: int = 0  # 0 = the suite's default
     time_limit: int = 0  # 0 = the suite's default
+    life_loss: bool = False  # atari: a lost life ends the episode
     threads: int = 1  # torch intra-op threads
 
 
@@ -112,7 +113,7 @@ def make_envs(
     run_cfg: RunConfig, num_envs: int | None = None, seed: int | None = None, render: bool = False
 ) -> EnvBatch:
     """The `EnvBatch` a run config describes (``render``: gym envs draw frames for videos)."""
-    kwargs: dict[str, Any] = {"pixels": run_cfg.pixels, "render": render}
+    kwargs: dict[str, Any] = {"pixels": run_cfg.pixels, "render": render, "life_loss": run_cfg.life_loss}
     if run_cfg.action_repeat:
         kwargs["action_repeat"] = run_cfg.action_repeat
     if run_cfg.time_limit:
@@ -201,7 +202,10 @@ def _restore(logdir: Path, config: dict[str, Any]) -> tuple[dict[str, Any] | Non
     if not (logdir / CHECKPOINT).is_file():
         return None, counters
     state, meta = load_checkpoint(logdir / CHECKPOINT)
-    check_config_compatible(meta.get("config", {}), config, ignore=RESUMABLE_KEYS)
+    saved = dict(meta.get("config", {}))
+    # Run settings added after the checkpoint was written count as their defaults.
+    saved["run"] = {**config_to_dict(RunConfig()), **saved.get("run", {})}
+    check_config_compatible(saved, config, ignore=RESUMABLE_KEYS)
     return state, {**counters, **state["counters"]}
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from worldmodel.checkpoint import CheckpointError, load_checkpoint
+from worldmodel.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from worldmodel.cli import app
 from worldmodel.config import ConfigError
 from worldmodel.envs import EnvBatch
@@ -95,6 +95,12 @@ def test_resume_with_a_different_config_names_the_keys(tmp_path):
         train(*_configs(32, "model.deter=48"), tmp_path)
     result = train(*_configs(40), tmp_path)  # a longer run of the same config is fine
     assert result["env_steps"] == 40
+    state, meta = load_checkpoint(tmp_path / CHECKPOINT)  # a checkpoint from before run.life_loss
+    del meta["config"]["run"]["life_loss"]
+    save_checkpoint(tmp_path / CHECKPOINT, state, meta)
+    assert train(*_configs(48), tmp_path)["env_steps"] == 48
+    with pytest.raises(CheckpointError, match="run.life_loss: checkpoint=False current=True"):
+        train(*_configs(56, "run.life_loss=true"), tmp_path)
 
 
 def test_bad_run_settings_raise_config_errors():
