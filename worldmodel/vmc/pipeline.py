@@ -196,15 +196,14 @@ def evaluate_real(
         frame, state, total = env.reset(seed + ep), mdn.initial_state(1), 0.0
         h = torch.zeros(1, mdn.hidden)
         for _ in range(env.max_steps):
-            z = vae.encode(frames_to_input(torch.as_tensor(frame)))[0]
-            if params is None:
-                out = torch.as_tensor(rng.uniform(-1, 1, (1, controller.out_dim)), dtype=torch.float32)
+            if params is None:  # the random policy needs neither V nor M
+                action = env.action_map(torch.as_tensor(rng.uniform(-1, 1, (1, controller.out_dim))).float())
             else:
-                out = controller(params[None], torch.cat([z, h], -1)[None])[0]
-            action = env.action_map(out)
+                z = vae.encode(frames_to_input(torch.as_tensor(frame)))[0]
+                action = env.action_map(controller(params[None], torch.cat([z, h], -1)[None])[0])
+                _, _, _, h, state = mdn.step(z, action, state)
             frame, reward, done = env.step(action[0].numpy())
             total += reward
-            _, _, _, h, state = mdn.step(z, action, state)
             if done:
                 break
         returns.append(total)
@@ -258,17 +257,17 @@ def run_vmc(cfg: VMCConfig, logdir: str | Path, env: Any = None) -> dict[str, An
             cfg.dream.tau,
         )
         lap("4_evolve_C_in_dream")
+        save_checkpoint(
+            logdir / "vmc.safetensors",
+            {"vae": vae.state_dict(), "mdn": mdn.state_dict(), "controller": params},
+            meta={"config": config_to_dict(cfg)},
+        )
         eval_seed = cfg.seed + 10_000
         real = evaluate_real(env, vae, mdn, controller, params, cfg.eval_episodes, eval_seed)
         random = evaluate_real(env, vae, mdn, controller, None, cfg.eval_episodes, eval_seed)
         lap("5_transfer_to_real")
     finally:
         env.close()
-    save_checkpoint(
-        logdir / "vmc.safetensors",
-        {"vae": vae.state_dict(), "mdn": mdn.state_dict(), "controller": params},
-        meta={"config": config_to_dict(cfg)},
-    )
     summary = {
         "env": cfg.env,
         "config": config_to_dict(cfg),
@@ -286,6 +285,7 @@ def run_vmc(cfg: VMCConfig, logdir: str | Path, env: Any = None) -> dict[str, An
             "zero_controller": float(zero_dream[0]),
             "first_generation_mean": dream_history[0]["mean"],
             "last_generation_mean": dream_history[-1]["mean"],
+            "evaluated_means": [h["evaluated"] for h in dream_history if "evaluated" in h],
         },
         "real_return": {"controller": _stats(real), "random_policy": _stats(random)},
         "paper": PAPER.get(cfg.env, ""),
