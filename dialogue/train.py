@@ -227,6 +227,9 @@ def _loop(
     accelerator.wait_for_everyone()
     if run is not None:
         bar.close()
+        if dev is not None and not dev_metrics:  # e.g. resumed at the final step
+            dev_metrics = evaluate(accelerator.unwrap_model(model), dev, seed=cfg.seed)
+            run.log(pos["step"], dev_metrics)
         accelerator.unwrap_model(model).save_pretrained(out / "model")
         atomic_write_json(out / "final_metrics.json", {"step": pos["step"], **dev_metrics})
         run.close()
