@@ -225,6 +225,10 @@ def train(run_cfg: RunConfig, agent_cfg: DreamerConfig, logdir: str | Path) -> d
     if saved is not None:
         agent.load_state_dict(saved["agent"])
         replay = Replay.load(logdir / "replay")
+        # The checkpoint is the commit point: rows written after it (a kill between the
+        # replay flush and the checkpoint) are dropped, and sampling continues as saved.
+        replay.count = np.asarray(saved["replay"]["count"], dtype=np.int64)
+        replay.rng.bit_generator.state = saved["replay"]["rng"]
         set_rng_state(saved["rng"])
     else:
         replay = Replay(logdir / "replay", run_cfg.replay_size, workers=envs.num_envs, seed=run_cfg.seed)
@@ -234,7 +238,10 @@ def train(run_cfg: RunConfig, agent_cfg: DreamerConfig, logdir: str | Path) -> d
 
     def checkpoint() -> None:
         replay.save()
-        state = {"agent": agent.state_dict(), "rng": rng_state(), "counters": counters}
+        replay_state = {"count": replay.count.tolist(), "rng": replay.rng.bit_generator.state}
+        state = {
+            "agent": agent.state_dict(), "rng": rng_state(), "counters": counters, "replay": replay_state,
+        }
         save_checkpoint(logdir / CHECKPOINT, state, meta={"config": config})
 
     with RunDir(logdir, config) as run, envs:

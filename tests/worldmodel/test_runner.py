@@ -67,6 +67,8 @@ def test_interrupted_run_resumes_from_its_checkpoint_with_the_same_buffer(tmp_pa
     saved = Replay.load(tmp_path / "replay")
     assert saved.count.tolist() == [32]
     snapshot = {k: np.array(v[:, :32]) for k, v in saved.arrays.items()}
+    saved.count += 5  # as if killed after a replay flush but before the checkpoint was renamed
+    saved.save()
 
     seen = {}
     load = Replay.load.__func__
@@ -79,12 +81,12 @@ def test_interrupted_run_resumes_from_its_checkpoint_with_the_same_buffer(tmp_pa
 
     monkeypatch.setattr(Replay, "load", classmethod(spying_load))
     result = train(run_cfg, agent_cfg, tmp_path)  # the same command again
-    assert seen["count"] == [32], "the resumed run starts from the checkpoint's buffer"
+    assert seen["count"] == [37]
     for key, value in snapshot.items():
         np.testing.assert_array_equal(seen["arrays"][key], value)
     assert result["env_steps"] == 64 and result["updates"] == 8
     final = Replay.load(tmp_path / "replay")
-    assert final.count.tolist() == [64]
+    assert final.count.tolist() == [64], "the checkpoint, not replay.json, decides the buffer size"
     np.testing.assert_array_equal(np.array(final.arrays["vector"][:, :32]), snapshot["vector"])
     assert np.array(final.arrays["is_first"][0, 32]), "the resumed run starts a new episode"
 
