@@ -65,6 +65,9 @@ class TrainConfig:
     threads: int = 0  # torch threads per process; 0: leave torch's default
     cache_dir: str = ""  # embedding cache; "": OUTPUT/cache
     eval_dev: bool = True
+    mixed_precision: str = (
+        ""  # "no", "fp16", "bf16" (GPU); "": from `accelerate launch` / its config
+    )
 
 
 def _load_split(cfg: TrainConfig, split: str, limit: int) -> Any:
@@ -105,8 +108,15 @@ def train(cfg: TrainConfig, output: str | Path) -> dict[str, float]:
         torch.set_num_threads(cfg.threads)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.model.encoder.trainable:
+        raise ValueError(
+            "arrcoc train caches the frozen encoder's turn embeddings; model.encoder.trainable=true "
+            "is not supported here (fine-tune the TurnEncoder in your own loop)"
+        )
     accelerator = Accelerator(
-        gradient_accumulation_steps=cfg.grad_accum, cpu=not torch.cuda.is_available()
+        gradient_accumulation_steps=cfg.grad_accum,
+        mixed_precision=cfg.mixed_precision or None,
+        cpu=not torch.cuda.is_available(),
     )
     seed_everything(cfg.seed)
     train_dialogues = _load_split(cfg, cfg.train_split, cfg.max_dialogues)
@@ -148,7 +158,7 @@ def _resume(
     check_config_compatible(
         meta["config"],
         json.loads(json.dumps(config_to_dict(cfg))),  # tuples -> lists, as saved
-        ignore=("max_steps", "epochs", "save_every", "log_every"),
+        ignore=("max_steps", "epochs", "save_every", "log_every", "threads", "mixed_precision"),
     )
     accelerator.unwrap_model(model).load_state_dict(state["model"], strict=False)
     optimizer.load_state_dict(state["optim"])

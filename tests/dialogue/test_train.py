@@ -95,3 +95,10 @@ def test_two_processes_agree_on_weights_after_a_step(tiny_jsonl, tiny_encoder_pa
     assert ranks[0]["sums"] == ranks[1]["sums"]
     initial_rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert initial_rows[-1]["step"] == 1
+
+
+def test_trainable_encoder_is_rejected_with_a_clear_message(tiny_jsonl, tiny_encoder_path, tmp_path):
+    cfg = _cfg(tiny_jsonl, tiny_encoder_path, 1)
+    cfg.model.encoder.trainable = True
+    with pytest.raises(ValueError, match="trainable=true is not supported"):
+        train(cfg, tmp_path / "run")
