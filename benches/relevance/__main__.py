@@ -20,7 +20,7 @@ from benches.relevance.report import (
     verdict,
     write_section,
 )
-from benches.relevance.runner import QUICK, Benchmark, BenchSettings
+from benches.relevance.runner import QUICK, Benchmark, BenchSettings, SanityError
 from benches.relevance.wm_methods import world_model_scorers
 from worldmodel.checkpoint import atomic_write_json
 
@@ -38,13 +38,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--docs", type=Path, default=None, help="markdown file whose Relevance section is rewritten"
     )
     p.add_argument("--img-dir", type=Path, default=ROOT / "docs" / "img")
-    p.add_argument("--test-per-track", type=int, default=None)
+    p.add_argument("--test-per-track", type=int, default=None, help="instances of the primary track")
+    p.add_argument("--long-per-track", type=int, default=None, help="instances of the long track")
     p.add_argument("--n-j4", type=int, default=None)
     p.add_argument("--lm-steps", type=int, default=None)
     p.add_argument(
         "--world-model",
         default=None,
         help="DialogueWorldModel directory for the world-model methods ('none' to skip)",
+    )
+    p.add_argument("--wm-methods", default="fast,exact", help="world-model methods to run (comma list)")
+    p.add_argument(
+        "--wm-instances", type=int, default=None, help="run the world-model methods on the first N instances"
     )
     p.add_argument("--candidate", default=None, help="method compared against every baseline")
     return p.parse_args(argv)
@@ -53,7 +58,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def settings_from(args: argparse.Namespace) -> BenchSettings:
     s = QUICK if args.quick else BenchSettings()
     changes = {
-        k: v for k, v in (("test_per_track", args.test_per_track), ("n_j4", args.n_j4)) if v is not None
+        k: v
+        for k, v in (
+            ("test_per_track", args.test_per_track),
+            ("long_per_track", args.long_per_track),
+            ("n_j4", args.n_j4),
+        )
+        if v is not None
     }
     if args.lm_steps is not None:
         changes["lm"] = dataclasses.replace(s.lm, steps=args.lm_steps)
@@ -68,12 +79,23 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     settings = settings_from(args)
-    extra = tuple(world_model_scorers(args.world_model)) if args.world_model != "none" else ()
-    raw = Benchmark(settings, args.cache_dir, extra).run()
+    methods = tuple(m for m in args.wm_methods.split(",") if m)
+    extra = (
+        ()
+        if args.world_model == "none"
+        else tuple(world_model_scorers(args.world_model, methods, args.wm_instances))
+    )
+    try:
+        raw = Benchmark(settings, args.cache_dir, extra).run()
+    except SanityError as err:
+        out = args.out or ROOT / "benches" / "results" / "relevance.json"
+        atomic_write_json(out, {"status": f"stopped: {err.args[0]}", "sanity": err.args[1]})
+        raise SystemExit(f"benchmark stopped, no numbers reported: {err.args[0]} (see {out})") from None
     candidate = args.candidate or (extra[0].name if extra else "contrast")
     n, seed = settings.n_resamples, settings.seed
     summary = {
         "command": "python -m benches.relevance " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+        "status": "ok",
         "settings": dataclasses.asdict(settings),
         "sizes": raw["sizes"],
         "sanity": raw["sanity"],

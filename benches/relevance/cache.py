@@ -21,11 +21,14 @@ from worldmodel.checkpoint import CheckpointError, atomic_write_bytes, atomic_wr
 log = logging.getLogger("benches.relevance")
 
 
-def cached_json(path: Path, build: Callable[[], Any]) -> Any:
-    """Load JSON at ``path`` or build, save atomically and return it."""
+def cached_json(path: Path, build: Callable[[], Any], valid: Callable[[Any], bool] | None = None) -> Any:
+    """Load JSON at ``path`` (if ``valid(value)``) or build, save atomically and return it."""
     if path.is_file():
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            value = json.loads(path.read_text(encoding="utf-8"))
+            if valid is None or valid(value):
+                return value
+            log.warning("cache file %s was made for other instances; rebuilding it", path)
         except (json.JSONDecodeError, UnicodeDecodeError, OSError):
             log.warning("cache file %s is unreadable; rebuilding it", path)
     value = build()

@@ -8,6 +8,7 @@ across baselines x budgets x judges (full test set and long-range subset togethe
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,9 @@ MARK_START, MARK_END = "<!-- relevance:start -->", "<!-- relevance:end -->"
 USAGE = """Usage: `make bench-relevance` (= `python -m benches.relevance`) runs the full benchmark, writes
 `benches/results/relevance.json` and regenerates this section and the plots under `docs/img/`;
 `python -m benches.relevance --quick` is the CI-sized smoke run (`benches/results/relevance_quick.json`,
-docs untouched unless `--docs FILE`). Options: `--test-per-track N`, `--n-j4 N`, `--lm-steps N`,
-`--world-model DIR|none` (default: the shipped `dialogue/default`), `--candidate METHOD`, `--cache-dir DIR`.
+docs untouched unless `--docs FILE`). Options: `--test-per-track N`, `--long-per-track N`, `--n-j4 N`,
+`--lm-steps N`, `--world-model DIR|none` (default: the shipped `dialogue/default`), `--candidate METHOD`,
+`--cache-dir DIR`.
 Trained LMs, candidate sets, embeddings and each method's per-conversation results are cached under
 `benches/.cache/relevance/<mode>-<settings hash>/`; a missing or truncated file is rebuilt and an
 interrupted run resumes with the methods not finished yet.
@@ -92,9 +94,12 @@ def summarise_track(methods: dict, n_resamples: int, seed: int) -> dict:
         entry = {"j5_auprc": _ci(res["j5_auprc"], n_resamples, seed), "budgets": {}}
         for b, rows in res["budgets"].items():
             cell = {k: _ci(rows[k], n_resamples, seed) for k in TABLE_METRICS}
+            n = len(rows["j2_nll_t"])  # a method run on a prefix of the instances is paired on it
             for span in ("t", "span"):
                 key = f"j2_nll_{span}"
-                cell[f"j2_retention_{span}"] = _retention(rows[key], empty[key], full[key], n_resamples, seed)
+                cell[f"j2_retention_{span}"] = _retention(
+                    rows[key], empty[key][:n], full[key][:n], n_resamples, seed
+                )
             entry["budgets"][b] = cell
         out[name] = entry
     return out
@@ -119,22 +124,32 @@ def _diff(a, b, n_resamples: int, seed: int) -> dict:
     return {"mean": mean, "lo": lo, "hi": hi, "p": stats.paired_p(a, b), "n": int(len(a))}
 
 
+def _column(table: dict, key: str, keep: np.ndarray) -> np.ndarray:
+    """``table[key]`` on the paired prefix (``len(keep)`` instances) restricted to ``keep``."""
+    return np.asarray(table[key][: len(keep)], dtype=np.float64)[keep]
+
+
+def _row(track: str, subset: str, judge: str, base: str, budget: str, diff: dict) -> dict:
+    return {"track": track, "subset": subset, "judge": judge, "baseline": base, "budget": budget, **diff}
+
+
 def compare(raw: dict, candidate: str, n_resamples: int, seed: int) -> list[dict]:
     """Candidate-minus-baseline differences with CIs and Holm-adjusted p-values.
 
     J2 is compared on NLL of t..t+2 (sign flipped: positive = candidate better) and on
-    retention; J4 on recall@B; J1 / J1b on R@1 of 10.
+    retention; J4 on recall@B; J1 / J1b on R@1 of 10. A candidate run on a prefix of the
+    instances is paired with the baselines on that prefix.
     """
     rows: list[dict] = []
-    j4 = merge_random(raw["j4"])
     for track, methods in raw["tracks"].items():
         merged = merge_random(methods)
         if candidate not in merged:
             continue
+        n = len(merged[candidate]["root_ids"])
         bounds = methods["bounds"]["budgets"]
         subsets = {
-            "all": np.ones(len(methods["bounds"]["root_ids"]), bool),
-            "long_range": np.asarray(methods["bounds"]["long_range"], bool),
+            "all": np.ones(n, bool),
+            "long_range": np.asarray(methods["bounds"]["long_range"][:n], bool),
         }
         for base, res in merged.items():
             if base in ("bounds", "oracle", candidate):
@@ -144,57 +159,28 @@ def compare(raw: dict, candidate: str, n_resamples: int, seed: int) -> list[dict
                 for subset, keep in subsets.items():
                     if keep.sum() < 2:
                         continue
-                    nll_c, nll_b = (
-                        np.asarray(cand["j2_nll_span"])[keep],
-                        np.asarray(cells["j2_nll_span"])[keep],
-                    )
+
+                    col = functools.partial(_column, keep=keep)
+                    nll_c, nll_b = col(cand, "j2_nll_span"), col(cells, "j2_nll_span")
                     d = _diff(-nll_c, -nll_b, n_resamples, seed)
-                    gap = stats.bootstrap_ci(
-                        np.stack(
-                            [
-                                nll_c,
-                                nll_b,
-                                np.asarray(bounds["0"]["j2_nll_span"])[keep],
-                                np.asarray(bounds["1"]["j2_nll_span"])[keep],
-                            ]
-                        ),
-                        lambda m: (m[1] - m[0]) / (m[2] - m[3]),
-                        n_resamples,
-                        seed,
+                    cols = np.stack(
+                        [nll_c, nll_b, col(bounds["0"], "j2_nll_span"), col(bounds["1"], "j2_nll_span")]
                     )
+                    gap = stats.bootstrap_ci(cols, lambda m: (m[1] - m[0]) / (m[2] - m[3]), n_resamples, seed)
                     d["retention"] = {"mean": gap[0], "lo": gap[1], "hi": gap[2]}
-                    rows.append(
-                        {"track": track, "subset": subset, "judge": "J2", "baseline": base, "budget": b, **d}
-                    )
+                    rows.append(_row(track, subset, "J2", base, b, d))
                     for metric, judge in (("j1_r1_10", "J1"), ("j1b_r1_10", "J1b")):
-                        a, c = np.asarray(cand[metric])[keep], np.asarray(cells[metric])[keep]
-                        rows.append(
-                            {
-                                "track": track,
-                                "subset": subset,
-                                "judge": judge,
-                                "baseline": base,
-                                "budget": b,
-                                **_diff(a, c, n_resamples, seed),
-                            }
-                        )
+                        diff = _diff(col(cand, metric), col(cells, metric), n_resamples, seed)
+                        rows.append(_row(track, subset, judge, base, b, diff))
+    j4 = merge_random(raw["j4"])
     if candidate in j4:
+        n = len(j4[candidate]["root_ids"])
         for base, res in j4.items():
             if base in ("oracle", candidate):
                 continue
             for b, cells in res["budgets"].items():
-                rows.append(
-                    {
-                        "track": "j4",
-                        "subset": "all",
-                        "judge": "J4",
-                        "baseline": base,
-                        "budget": b,
-                        **_diff(
-                            j4[candidate]["budgets"][b]["j4_recall"], cells["j4_recall"], n_resamples, seed
-                        ),
-                    }
-                )
+                a, c = j4[candidate]["budgets"][b]["j4_recall"], cells["j4_recall"][:n]
+                rows.append(_row("j4", "all", "J4", base, b, _diff(a, c, n_resamples, seed)))
     adjusted = stats.holm([r["p"] for r in rows]) if rows else []
     for r, p in zip(rows, adjusted, strict=True):
         r["p_holm"] = float(p)

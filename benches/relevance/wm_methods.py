@@ -19,8 +19,9 @@ log = logging.getLogger("benches.relevance")
 class WorldModelMethod:
     """``wm_fast`` / ``wm_exact``: per-word balanced relevance from a DialogueWorldModel."""
 
-    def __init__(self, model: Any, method: str) -> None:
+    def __init__(self, model: Any, method: str, limit: int | None = None) -> None:
         self.model, self.method, self.name = model, method, f"wm_{method}"
+        self.limit = limit  # evaluate on the first `limit` instances of each track (None: all)
 
     def score(self, inst: Instance) -> np.ndarray:
         from arrcoc.knowing import score_words
@@ -32,7 +33,9 @@ class WorldModelMethod:
         return np.nan_to_num(scores)
 
 
-def world_model_scorers(model_dir: str | None, methods: tuple[str, ...] = ("fast", "exact")) -> list:
+def world_model_scorers(
+    model_dir: str | None, methods: tuple[str, ...] = ("fast", "exact"), limit: int | None = None
+) -> list:
     """Scorers for the world-model methods, or [] (with a warning) when no model can be loaded."""
     try:
         from dialogue.model import DialogueWorldModel
@@ -41,4 +44,4 @@ def world_model_scorers(model_dir: str | None, methods: tuple[str, ...] = ("fast
     except (ImportError, AttributeError, ValueError, OSError) as err:
         log.warning("world-model methods skipped: no DialogueWorldModel could be loaded (%s)", err)
         return []
-    return [WorldModelMethod(model, m) for m in methods]
+    return [WorldModelMethod(model, m, limit) for m in methods]
