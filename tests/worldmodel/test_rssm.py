@@ -125,3 +125,16 @@ def test_block_gru_rejects_bad_blocks_and_keeps_blocks_separate():
     h2[:, 4:] += 1.0  # change only block 2 of the previous state
     assert torch.allclose(gru(x, h)[:, :4], gru(x, h2)[:, :4])
     assert not torch.allclose(gru(x, h)[:, 4:], gru(x, h2)[:, 4:])
+
+
+@pytest.mark.parametrize("blocks", [1, 4])
+def test_block_gru_matches_the_gru_formula(blocks):
+    torch.manual_seed(0)
+    gru = BlockGRU(5, 8, blocks)
+    x, h = torch.randn(3, 5), torch.randn(3, 8)
+    hb = h.reshape(3, blocks, -1)
+    inputs = torch.cat([x.unsqueeze(1).expand(3, blocks, 5), hb], -1)  # each block sees x and its h_g
+    reset, cand, update = gru.norm(torch.einsum("bgi,gio->bgo", inputs, gru.weight)).chunk(3, -1)
+    reset, update = torch.sigmoid(reset), torch.sigmoid(update - 1)
+    expected = update * torch.tanh(reset * cand) + (1 - update) * hb
+    assert torch.allclose(gru(x, h), expected.reshape(3, 8), atol=1e-6)
