@@ -211,11 +211,15 @@ class Agent:
         start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
         start_cont = 1.0 - batch["is_terminal"].flatten(0, 1).float()
         limit = self.config.behavior.imag_starts
+        replay = {  # for the replayed-return critic loss (repval), which needs every start
+            "feat": self.wm.rssm.feat(post).detach(), "reward": batch["reward"],
+            "is_terminal": batch["is_terminal"], "is_last": batch.get("is_last", batch["is_terminal"]),
+        }
         if 0 < limit < start_cont.shape[0]:
             keep = torch.randperm(start_cont.shape[0], device=self.device)[:limit]
-            start, start_cont = {k: v[keep] for k, v in start.items()}, start_cont[keep]
+            start, start_cont, replay = {k: v[keep] for k, v in start.items()}, start_cont[keep], None
         traj = self.ac.imagine(self.wm, start, start_cont, self.ac.horizon(self.updates))
-        actor_loss, critic_loss, ac_metrics = self.ac.loss(traj)
+        actor_loss, critic_loss, ac_metrics = self.ac.loss(traj, replay)
         metrics.update(ac_metrics)
         metrics["grad/actor"] = self.actor_opt.step(actor_loss, self.updates)
         metrics["grad/critic"] = self.critic_opt.step(critic_loss, self.updates)
@@ -237,6 +241,8 @@ class Agent:
         out = {k: v.to(self.device) for k, v in batch.items()}
         out["action"], out["reward"] = out["action"].float(), out["reward"].float()
         out["is_first"], out["is_terminal"] = out["is_first"].bool(), out["is_terminal"].bool()
+        if "is_last" in out:
+            out["is_last"] = out["is_last"].bool()
         return out
 
     # ------------------------------------------------------------------ state

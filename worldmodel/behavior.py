@@ -155,8 +155,15 @@ class ActorCritic(nn.Module):
         cont = torch.cat([start_cont.unsqueeze(1).to(feat.dtype), wm.cont.prob(feat[:, 1:])], 1)
         return {"feat": feat, "action": actions, "reward": reward, "cont": cont}
 
-    def loss(self, traj: Mapping[str, Tensor]) -> tuple[Tensor, Tensor, dict[str, float]]:
-        """Actor and critic losses (scalars) on an imagined trajectory from `imagine`."""
+    def loss(
+        self, traj: Mapping[str, Tensor], replay: Mapping[str, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor, dict[str, float]]:
+        """Actor and critic losses (scalars) on an imagined trajectory from `imagine`.
+
+        With ``replay`` (``feat [B, T, F]``, ``reward``, ``is_terminal``, ``is_last``
+        ``[B, T]``, where the trajectory started from all B*T states in order) and
+        ``repval > 0``, the critic is also trained on the replayed sequences (`replay_value_loss`).
+        """
         cfg = self.cfg
         feat, cont = traj["feat"].detach(), traj["cont"]
         twohot = self.critic.twohot
@@ -176,6 +183,9 @@ class ActorCritic(nn.Module):
         critic_loss = twohot.loss(critic_logits, ret)
         critic_loss = critic_loss + cfg.slow_critic_reg * twohot.loss(critic_logits, slow_target)
         critic_loss = (weight * critic_loss).mean()
+        if replay is not None and cfg.repval > 0:
+            repval = self.replay_value_loss(replay, ret[:, 0].reshape(replay["reward"].shape))
+            critic_loss = critic_loss + cfg.repval * repval
         metrics = {
             "actor/loss": actor_loss.item(), "actor/entropy": entropy.mean().item(),
             "critic/loss": critic_loss.item(), "critic/value": value.mean().item(),
@@ -183,6 +193,24 @@ class ActorCritic(nn.Module):
             "imag/retnorm_scale": self.retnorm.scale().item(),
         }
         return actor_loss, critic_loss, metrics
+
+    def replay_value_loss(self, replay: Mapping[str, Tensor], boot: Tensor) -> Tensor:
+        """Critic loss on replayed sequences (the Nature version's "repval").
+
+        Lambda-returns along the replay use the real rewards and terminals, stop chaining
+        at ``is_last`` and bootstrap from ``boot [B, T]``, the imagined return from each
+        replayed state. Returns the scalar two-hot loss (plus the slow-critic regulariser).
+        """
+        cfg, twohot = self.cfg, self.critic.twohot
+        feat = replay["feat"].detach()[:, :-1]
+        with torch.no_grad():
+            cont = 1.0 - replay["is_terminal"][:, 1:].float()
+            lam = cfg.lam * (1.0 - replay["is_last"][:, 1:].float())
+            ret = lambda_return(replay["reward"][:, 1:].float(), cont, boot[:, 1:], cfg.gamma, lam)
+            slow_target = self.slow_critic.mean(feat)
+        logits = self.critic(feat)
+        loss = twohot.loss(logits, ret) + cfg.slow_critic_reg * twohot.loss(logits, slow_target)
+        return loss.mean()
 
     @torch.no_grad()
     def update_slow_critic(self) -> None:

@@ -80,7 +80,7 @@ class TwoHot(nn.Module):
 
 
 def lambda_return(
-    reward: Tensor, cont: Tensor, value: Tensor, gamma: float, lam: float
+    reward: Tensor, cont: Tensor, value: Tensor, gamma: float, lam: float | Tensor
 ) -> Tensor:
     """TD(lambda) returns over an imagined trajectory, computed backwards in time.
 
@@ -90,15 +90,19 @@ def lambda_return(
 
         R_t = r_{t+1} + gamma * c_{t+1} * ((1 - lam) * v(s_{t+1}) + lam * R_{t+1}),
         R_{H} = v(s_H)   (the bootstrap).
+
+    ``lam`` may also be a ``[N, H]`` tensor (0 where the return must not chain past
+    step t+1, e.g. at the end of a replayed episode).
     """
     if not reward.shape == cont.shape == value.shape:
         raise ValueError(f"lambda_return shapes differ: {reward.shape}, {cont.shape}, {value.shape}")
+    lam = torch.as_tensor(lam, dtype=reward.dtype, device=reward.device).expand_as(reward)
     disc = gamma * cont
     interm = reward + disc * (1 - lam) * value
     out = []
     last = value[:, -1]
     for t in reversed(range(reward.shape[1])):
-        last = interm[:, t] + disc[:, t] * lam * last
+        last = interm[:, t] + disc[:, t] * lam[:, t] * last
         out.append(last)
     return torch.stack(out[::-1], dim=1)
 

@@ -72,6 +72,7 @@ class BehaviorConfig:
     retnorm_rate: float = 0.01
     retnorm_limit: float = 1.0
     imag_starts: int = 0  # posterior states to imagine from per update (0 = all B*T)
+    repval: float = 0.0  # critic loss on replayed lambda-returns (Nature 0.3; needs imag_starts=0)
 
 
 @dataclass
@@ -111,6 +112,7 @@ class DreamerConfig:
 _NATURE: dict[str, Any] = {
     "model": {"enc_layers": 3, "head_layers": 1, "ac_layers": 3, "gru_blocks": 8},
     "loss": {"dyn": 1.0, "rep": 0.1},
+    "behavior": {"repval": 0.3},
     "optim": {
         "name": "laprop", "model_lr": 4e-5, "model_eps": 1e-20, "actor_lr": 4e-5, "actor_eps": 1e-20,
         "critic_lr": 4e-5, "critic_eps": 1e-20, "agc": 0.3, "warmup": 1000,

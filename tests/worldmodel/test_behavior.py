@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from worldmodel.behavior import ActionSpaceError, ActionSpec, ActorCritic
+from worldmodel.math import lambda_return
 from worldmodel.presets import BehaviorConfig, LossConfig, ModelConfig
 from worldmodel.world_model import WorldModel
 
@@ -163,3 +164,30 @@ def test_losses_on_a_hand_made_trajectory():
     assert actor_loss.item() == pytest.approx(expected.item(), rel=1e-5)
     twohot_ce = ac.critic.twohot.loss(ac.critic(traj["feat"][:, :-1]), ret)
     assert critic_loss.item() == pytest.approx((weight * twohot_ce).mean().item(), rel=1e-5)
+
+
+def test_replay_value_loss_uses_real_rewards_and_imagined_bootstraps():
+    torch.manual_seed(0)
+    cfg = BehaviorConfig(gamma=0.9, lam=0.5, slow_critic_reg=0.0, repval=0.3)
+    ac = ActorCritic(3, ActionSpec(True, 2), TINY, cfg)
+    replay = {
+        "feat": torch.randn(1, 3, 3), "reward": torch.tensor([[0.0, 1.0, 1.0]]),
+        "is_terminal": torch.zeros(1, 3, dtype=torch.bool), "is_last": torch.tensor([[False, True, False]]),
+    }
+    boot = torch.tensor([[5.0, 6.0, 7.0]])
+    loss = ac.replay_value_loss(replay, boot)
+    # R1 = 1 + .9 * 7 = 7.3 ; R0 = 1 + .9 * 6 = 6.4 (the episode ends at step 1: no chaining)
+    target = torch.tensor([[6.4, 7.3]])
+    expected = ac.critic.twohot.loss(ac.critic(replay["feat"][:, :2]), target).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    # inside `loss`, the replay term is added with weight repval, bootstrapped from the
+    # imagined returns of the B*T = 3 starts (the critic starts at 0, so they are known)
+    traj = {
+        "feat": torch.randn(3, 3, 3), "action": torch.eye(2)[torch.tensor([[0, 1], [1, 1], [0, 0]])],
+        "reward": torch.tensor([[0.0, 1.0, 2.0]] * 3), "cont": torch.ones(3, 3),
+    }
+    imagined = lambda_return(traj["reward"][:, 1:], traj["cont"][:, 1:], torch.zeros(3, 2), 0.9, 0.5)
+    _, with_replay, _ = ac.loss(traj, replay)
+    _, without, _ = ac.loss(traj)
+    expected = 0.3 * ac.replay_value_loss(replay, imagined[:, 0].reshape(1, 3))
+    assert (with_replay - without).item() == pytest.approx(expected.item(), rel=1e-4)

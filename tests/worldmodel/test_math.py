@@ -62,6 +62,16 @@ def test_lambda_return_three_steps_with_terminal_in_the_middle():
         lambda_return(reward, cont[:, :2], value, 0.9, 0.5)
 
 
+def test_lambda_return_with_per_step_lambda_stops_chaining():
+    reward = torch.tensor([[1.0, 1.0]])
+    cont = torch.ones(1, 2)
+    value = torch.tensor([[6.0, 7.0]])
+    lam = torch.tensor([[0.0, 0.5]])  # an episode ends at step 1: R0 must not use R1
+    ret = lambda_return(reward, cont, value, gamma=0.9, lam=lam)
+    # R1 = 1 + .9 * 7 = 7.3 ; R0 = 1 + .9 * 6 = 6.4
+    assert torch.allclose(ret, torch.tensor([[6.4, 7.3]]))
+
+
 def test_lambda_return_limits_lambda_zero_and_one():
     reward = torch.tensor([[1.0, 1.0]])
     cont = torch.ones(1, 2)
