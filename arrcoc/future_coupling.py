@@ -162,7 +162,7 @@ def pool_pieces(
     return pooled, word_sum / word_count[:, None].clamp(min=1)
 
 
-def projection(dim: int, k: int = 32, seed: int = 0) -> Tensor:
+def projection(dim: int, k: int = 8, seed: int = 0) -> Tensor:
     """[k, dim] Gaussian projection scaled by 1/sqrt(k) (norms preserved in expectation)."""
     g = torch.Generator().manual_seed(seed)
     return torch.randn(k, dim, generator=g) / k**0.5

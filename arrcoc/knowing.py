@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -110,7 +111,7 @@ class WorldModelScorer:
     """
 
     def __init__(
-        self, world_model: Any, num_turns: int = 3, proj_dim: int = 32, batch_size: int = 64
+        self, world_model: Any, num_turns: int = 3, proj_dim: int = 8, batch_size: int = 64
     ) -> None:
         self.model = world_model.eval()
         self.num_turns, self.batch_size = num_turns, batch_size
@@ -222,14 +223,25 @@ def _turn_word_owners(
     return owners
 
 
+@lru_cache(maxsize=2)
+def _load_scorer(path: str | None) -> WorldModelScorer:
+    """Load a model directory once per process (None = the shipped default)."""
+    from dialogue.model import DialogueWorldModel
+
+    return WorldModelScorer(DialogueWorldModel.from_pretrained(path))
+
+
 def resolve_model(model: Any = None) -> RelevanceModel:
-    """A `RelevanceModel` from None (the shipped default), a model directory, a model, or a scorer."""
+    """A `RelevanceModel` from None (the shipped default), a model directory, a model, or a scorer.
+
+    Directories (and the default) are loaded once per process and cached.
+    """
     if isinstance(model, RelevanceModel):
         return model
     from dialogue.model import DialogueWorldModel
 
     if model is None or isinstance(model, (str, Path)):
-        return WorldModelScorer(DialogueWorldModel.from_pretrained(None if model is None else str(model)))
+        return _load_scorer(None if model is None else str(Path(model).resolve()))
     if isinstance(model, DialogueWorldModel):
         return WorldModelScorer(model)
     raise ScoringError(
