@@ -113,3 +113,13 @@ def test_save_in_place(tmp_path):
     replay.save()
     again = Replay.load(tmp_path)
     assert np.array_equal(np.asarray(again.arrays["reward"][0, :7]), np.arange(7, dtype=np.float32))
+
+
+def test_a_million_step_buffer_lives_in_files(tmp_path):
+    replay = Replay(tmp_path, capacity=1_000_000, workers=4, seed=6)
+    for t in range(3):
+        replay.add(step(t, 2), worker=2)
+    array = replay.arrays["vector"]
+    assert isinstance(array, np.memmap) and array.shape == (4, 250_000, 2)
+    assert (tmp_path / "vector.npy").stat().st_size >= 1_000_000 * 2 * 4
+    assert replay.sample(2, 3)["reward"].tolist() == [[0.0, 1.0, 2.0]] * 2
