@@ -177,6 +177,11 @@ class Balancer(nn.Module):
         """scores [B, N, S], mask [B, N] bool, embeddings [B, N, D] (semantic diversity) -> `Balanced`."""
         if scores.dim() != 3 or scores.shape[-1] != len(SCORERS):
             raise BalancingError(f"scores must be [B, N, {len(SCORERS)}], got {list(scores.shape)}")
+        if scores.shape[1] == 0:  # no words: one masked-out placeholder keeps every reduction defined
+            out = self.forward(
+                scores.new_zeros(scores.shape[0], 1, scores.shape[2]), mask.new_zeros(mask.shape[0], 1)
+            )
+            return Balanced(out.balanced[:, :0], out.weights, out.tensions)
         normed = normalize_per_sample(scores, mask)
         weights, tensions = self._weights_and_tensions(normed, mask)
         mixed = (normed * weights[:, None, :]).sum(-1)

@@ -125,3 +125,11 @@ def test_cli_compress_with_a_saved_world_model(tmp_path, tiny_world_model):
     free_kept = sum(t["kept"] and not t["forced"] for t in rec["tokens"])
     assert free_kept == N_WORDS // 2 and rec["forced_tokens"] == 1
     assert next(t for t in rec["tokens"] if t["text"] == "Lisbon")["kept"]
+
+
+def test_dialogue_without_words_keeps_roles(length_scorer):
+    out = compress(
+        [{"role": "user", "content": "  "}, {"role": "assistant", "content": ""}], 0.5, length_scorer
+    )
+    assert out.messages == [{"role": "user", "content": ""}, {"role": "assistant", "content": ""}]
+    assert (out.origin_tokens, out.compressed_tokens, out.ratio) == (0, 0, 1.0)

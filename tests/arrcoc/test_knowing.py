@@ -144,3 +144,8 @@ def test_relevance_via_world_model_and_token_affordances(tiny_world_model):
     assert [t for t, _ in aff.ranked()] == [aff.tokens[i] for i in torch.argsort(aff.total, descending=True)]
     with pytest.raises(ScoringError, match="end with a user turn"):
         token_affordances(tiny_world_model, MESSAGES[2:5], ["ok"])
+
+
+def test_world_model_scorer_handles_wordless_dialogue(tiny_world_model):
+    out = WorldModelScorer(tiny_world_model).score([{"role": "user", "content": " "}], "fast")
+    assert all(v.shape == (0,) for v in out.scores.values())
