@@ -11,7 +11,7 @@ from rich.console import Console
 
 from arrcoc.compress import compress
 from arrcoc.realizing import CompressionResult, heatmap_html, print_heatmap
-from worldmodel.checkpoint import atomic_write_text
+from worldmodel.checkpoint import CheckpointError, atomic_write_text
 
 
 def sample_dialogue() -> dict[str, Any]:
@@ -31,14 +31,22 @@ def run_demo(
     console = console or Console()
     dialogue = sample_dialogue()
     console.print(f"[bold]arrcoc demo[/bold]: compressing the sample dialogue to {budget:g} of its words ...")
-    result = compress(
-        dialogue["messages"],
-        budget=budget,
-        model=model,
-        method=method,
-        force_digits=True,
-        dialogue_id=dialogue["id"],
-    )
+    try:
+        result = compress(
+            dialogue["messages"],
+            budget=budget,
+            model=model,
+            method=method,
+            force_digits=True,
+            dialogue_id=dialogue["id"],
+        )
+    except CheckpointError as err:
+        if model is not None:
+            raise
+        raise CheckpointError(
+            f"{err}. The default model is built by scripts/train_default_dialogue_model.sh; "
+            "or pass --model DIR (a saved DialogueWorldModel)"
+        ) from None
     print_heatmap(result, console)
     weights = ", ".join(f"{k} {v:.2f}" for k, v in result.weights.items())
     console.print(f"balancer weights: {weights}")

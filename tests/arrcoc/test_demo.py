@@ -21,3 +21,10 @@ def test_demo_command_prints_heatmap_and_writes_html(tmp_path, tiny_world_model)
     assert str(html.name) in result.output
     page = html.read_text()
     assert page.startswith("<!DOCTYPE html>") and 'class="dropped"' in page and 'class="kept"' in page
+
+
+def test_demo_without_the_default_model_says_how_to_get_one(tmp_path, monkeypatch):
+    monkeypatch.setattr("dialogue.pretrained.DEFAULT_DIR", tmp_path / "no_default")
+    result = CliRunner().invoke(app, ["demo", "--output", str(tmp_path / "demo.html")])
+    assert result.exit_code == 2
+    assert "missing config.json" in result.output and "train_default_dialogue_model.sh" in result.output
