@@ -51,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--wm-instances", type=int, default=None, help="run the world-model methods on the first N instances"
     )
+    p.add_argument("--wm-tracks", default="primary,long", help="ShareGPT tracks for the world-model methods")
     p.add_argument("--candidate", default=None, help="method compared against every baseline")
     return p.parse_args(argv)
 
@@ -83,7 +84,11 @@ def main(argv: list[str] | None = None) -> dict:
     extra = (
         ()
         if args.world_model == "none"
-        else tuple(world_model_scorers(args.world_model, methods, args.wm_instances))
+        else tuple(
+            world_model_scorers(
+                args.world_model, methods, args.wm_instances, tuple(args.wm_tracks.split(","))
+            )
+        )
     )
     try:
         raw = Benchmark(settings, args.cache_dir, extra).run()

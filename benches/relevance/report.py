@@ -203,6 +203,11 @@ def verdict(rows: list[dict], budget: str = "0.25") -> dict[str, dict]:
     return out
 
 
+def _n(cell: dict, size: int) -> str:
+    """`` (n=K)`` for a method run on a prefix of the ``size`` instances, else nothing."""
+    return f" (n={cell['n']})" if cell["n"] != size else ""
+
+
 def _fmt(cell: dict, digits: int = 3) -> str:
     return f"{cell['mean']:.{digits}f} [{cell['lo']:.{digits}f}, {cell['hi']:.{digits}f}]"
 
@@ -249,7 +254,8 @@ def markdown(summary: dict, command: str, plots: list[str]) -> str:
                 continue
             for b, cell in entry["budgets"].items():
                 lines.append(
-                    f"| {name} | {b} | {cell['j1_r1_10']['mean']:.3f} | {cell['j1b_r1_10']['mean']:.3f} | "
+                    f"| {name}{_n(cell['j1_r1_10'], s['sizes'][track])} | {b} | "
+                    f"{cell['j1_r1_10']['mean']:.3f} | {cell['j1b_r1_10']['mean']:.3f} | "
                     f"{cell['j2_nll_span']['mean']:.3f} | {_fmt(cell['j2_retention_span'])} | "
                     f"{cell['j3_fidelity']['mean']:.3f} | {entry['j5_auprc']['mean']:.3f} |"
                 )
@@ -263,7 +269,8 @@ def markdown(summary: dict, command: str, plots: list[str]) -> str:
     for name, entry in s["j4"].items():
         for b, cell in entry["budgets"].items():
             lines.append(
-                f"| {name} | {b} | {_fmt(cell['j4_recall'])} | {cell['j4_decoy']['mean']:.3f} | "
+                f"| {name}{_n(cell['j4_recall'], s['sizes']['j4'])} | {b} | {_fmt(cell['j4_recall'])} | "
+                f"{cell['j4_decoy']['mean']:.3f} | "
                 f"{entry['j4_auprc']['mean']:.3f} |"
             )
     lines += [
@@ -280,6 +287,7 @@ def markdown(summary: dict, command: str, plots: list[str]) -> str:
                 f"| {r['baseline']} | {r['judge']}{' retention' if r['judge'] == 'J2' else ' recall'} | "
                 f"{r['subset']} | {_fmt(cell)} | {r['p_holm']:.3g} |"
             )
+    lines += ["", *verdict_lines(s), ""]
     lines += [
         "",
         "Sanity checks: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in s["sanity"].items()),
@@ -288,6 +296,24 @@ def markdown(summary: dict, command: str, plots: list[str]) -> str:
     lines += [f"![{Path(p).stem}]({p})" for p in plots]
     lines += ["", MARK_END]
     return "\n".join(lines)
+
+
+def verdict_lines(s: dict) -> list[str]:
+    """Plain statements of the target: a win needs J4 and J2 (all and long-range) CIs above zero."""
+    cand = s["candidate"]
+    out = []
+    if not cand.startswith("wm_"):
+        out.append(
+            f"No world-model method ran in this report (no trained DialogueWorldModel was loaded); `{cand}` "
+            "stands in as the candidate so the statistics are exercised. The target of issue 6 is not tested."
+        )
+    for base, v in s["verdict_at_0.25"].items():
+        judged = ", ".join(f"{k} {'yes' if v.get(k) else 'no'}" for k in ("j4", "j2_all", "j2_long_range"))
+        out.append(
+            f"- `{cand}` vs `{base}` at 0.25 (CI of the difference above zero?): {judged} -> "
+            f"{'WIN' if v['wins'] else 'no win'}"
+        )
+    return out
 
 
 def write_section(doc: Path, section: str) -> None:

@@ -302,7 +302,7 @@ class Benchmark:
                     self._same_roots(self.instances[track]),
                 )
             }
-            for sc in self.scorers:
+            for sc in (c for c in self.scorers if track in getattr(c, "tracks", (track,))):
                 raw["tracks"][track][sc.name] = cached_json(
                     self.dir / "eval" / track / f"{sc.name}.json",
                     lambda t=track, c=sc: self._evaluate_track(t, c.name, c),

@@ -19,9 +19,12 @@ log = logging.getLogger("benches.relevance")
 class WorldModelMethod:
     """``wm_fast`` / ``wm_exact``: per-word balanced relevance from a DialogueWorldModel."""
 
-    def __init__(self, model: Any, method: str, limit: int | None = None) -> None:
+    def __init__(
+        self, model: Any, method: str, limit: int | None = None, tracks: tuple[str, ...] = ("primary", "long")
+    ) -> None:
         self.model, self.method, self.name = model, method, f"wm_{method}"
         self.limit = limit  # evaluate on the first `limit` instances of each track (None: all)
+        self.tracks = tracks  # ShareGPT tracks to run on (J4 always runs)
 
     def score(self, inst: Instance) -> np.ndarray:
         from arrcoc.knowing import score_words
@@ -34,7 +37,10 @@ class WorldModelMethod:
 
 
 def world_model_scorers(
-    model_dir: str | None, methods: tuple[str, ...] = ("fast", "exact"), limit: int | None = None
+    model_dir: str | None,
+    methods: tuple[str, ...] = ("fast", "exact"),
+    limit: int | None = None,
+    tracks: tuple[str, ...] = ("primary", "long"),
 ) -> list:
     """Scorers for the world-model methods, or [] (with a warning) when no model can be loaded."""
     try:
@@ -44,4 +50,4 @@ def world_model_scorers(
     except (ImportError, AttributeError, ValueError, OSError) as err:
         log.warning("world-model methods skipped: no DialogueWorldModel could be loaded (%s)", err)
         return []
-    return [WorldModelMethod(model, m, limit) for m in methods]
+    return [WorldModelMethod(model, m, limit, tracks) for m in methods]

@@ -7,8 +7,14 @@ import json
 from benches.relevance.__main__ import main
 
 
-def test_quick_benchmark_runs_checks_and_resumes(tmp_path, monkeypatch):
+def test_quick_benchmark_runs_checks_and_resumes(tmp_path, monkeypatch, length_scorer):
+    import benches.relevance.__main__ as entry
+    from benches.relevance.wm_methods import WorldModelMethod
+
     monkeypatch.setenv("ARRCOC_NO_PROGRESS", "1")
+    # a stand-in relevance model (conftest) as the world-model method, run on a 3-instance prefix
+    stub = [WorldModelMethod(length_scorer, "fast", limit=3, tracks=("primary",))]
+    monkeypatch.setattr(entry, "world_model_scorers", lambda *args: stub)
     cache, out, doc = tmp_path / "cache", tmp_path / "r.json", tmp_path / "bench.md"
     argv = [
         "--quick",
@@ -21,7 +27,7 @@ def test_quick_benchmark_runs_checks_and_resumes(tmp_path, monkeypatch):
         "--img-dir",
         str(tmp_path / "img"),
         "--world-model",
-        "none",
+        "stub",
     ]
     summary = main(argv)
     saved = json.loads(out.read_text())
@@ -33,7 +39,18 @@ def test_quick_benchmark_runs_checks_and_resumes(tmp_path, monkeypatch):
     assert {"random", "recency", "tfidf", "embedding", "selfinfo", "contrast", "oracle"} <= methods
     cell = saved["tracks"]["primary"]["oracle"]["budgets"]["0.25"]["j1_r1_10"]
     assert cell["lo"] <= cell["mean"] <= cell["hi"]
+    assert saved["candidate"] == "wm_fast"
     assert saved["comparisons"] and all(0.0 <= r["p_holm"] <= 1.0 for r in saved["comparisons"])
+    assert {r["n"] for r in saved["comparisons"] if r["subset"] == "all"} == {3}  # paired on the prefix
+    assert set(saved["verdict_at_0.25"]) == {
+        "random",
+        "recency",
+        "tfidf",
+        "embedding",
+        "selfinfo",
+        "contrast",
+    }
+    assert "wm_fast (n=3)" in doc.read_text()
     assert "## Relevance" in doc.read_text() and (tmp_path / "img" / "relevance_j4_recall.png").is_file()
 
     # interrupted run: one method's results lost, another truncated mid-write -> both rebuilt, rest reused
