@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -190,6 +191,13 @@ def test_run_vmc_end_to_end_on_fake_env(tmp_path) -> None:
     state, meta = load_checkpoint(tmp_path / "vmc.safetensors")
     assert state["controller"].shape == (1 * (4 + 16) + 1,) and meta["config"]["env"] == "fake"
     assert (tmp_path / "summary.json").is_file()
+    # Step 2 can start from a saved V; with vae_epochs=0 it is used as is.
+    again = run_vmc(
+        replace(cfg, vae_init=str(tmp_path / "vmc.safetensors"), vae_epochs=0), tmp_path / "b", env=_FakeEnv()
+    )
+    assert again["vae"] == {"loaded": str(tmp_path / "vmc.safetensors")}
+    reloaded, _ = load_checkpoint(tmp_path / "b" / "vmc.safetensors")
+    assert all(torch.equal(reloaded["vae"][k], state["vae"][k]) for k in state["vae"])
 
 
 def test_unknown_env() -> None:

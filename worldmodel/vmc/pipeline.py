@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldmodel.checkpoint import atomic_write_json, save_checkpoint
+from worldmodel.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
 from worldmodel.config import config_to_dict
 from worldmodel.run import progress, seed_everything
 from worldmodel.vmc.controller import LinearController
@@ -56,6 +56,7 @@ class VMCConfig:
     mdn_lr: float = 1e-3
     eval_episodes: int = 5
     threads: int = 1
+    vae_init: str = ""  # a vmc.safetensors whose V starts step 2 (vae_epochs=0: use it as is)
     dream: DreamConfig = field(default_factory=DreamConfig)
 
 
@@ -88,8 +89,11 @@ def collect(env: Any, episodes: int, max_steps: int, seed: int) -> list[dict[str
 
 
 def train_vae(frames: np.ndarray, cfg: VMCConfig) -> tuple[ConvVAE, list[dict[str, float]]]:
-    """Step 2. ``frames [N, 64, 64, 3]`` uint8; one history row per epoch."""
+    """Step 2. ``frames [N, 64, 64, 3]`` uint8; one history row per epoch. Starts from the V
+    of ``cfg.vae_init`` when given."""
     vae = ConvVAE(cfg.z_dim)
+    if cfg.vae_init:
+        vae.load_state_dict(load_checkpoint(cfg.vae_init)[0]["vae"])
     optim = torch.optim.Adam(vae.parameters(), lr=cfg.vae_lr)
     data = torch.as_tensor(frames)
     history = []
@@ -278,7 +282,7 @@ def run_vmc(cfg: VMCConfig, logdir: str | Path, env: Any = None) -> dict[str, An
         },
         "seconds": {**seconds, "total": round(sum(seconds.values()), 1)},
         "threads": cfg.threads,
-        "vae": vae_history[-1],
+        "vae": vae_history[-1] if vae_history else {"loaded": cfg.vae_init},
         "mdn": mdn_history[-1],
         "dream_return": {
             "controller": float(final_dream[0]),
