@@ -21,7 +21,9 @@ RESULTS = Path(__file__).resolve().parents[1] / "benches" / "results"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--env", choices=["carracing", "take_cover"], required=True)
     parser.add_argument("--logdir", required=True)
     parser.add_argument("--results", default=str(RESULTS), help="directory for vmc_<env>.json ('' = none)")
