@@ -52,6 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--wm-instances", type=int, default=None, help="run the world-model methods on the first N instances"
     )
     p.add_argument("--wm-tracks", default="primary,long", help="ShareGPT tracks for the world-model methods")
+    p.add_argument("--only", default="", help="evaluate only these methods into the cache (no report)")
     p.add_argument("--candidate", default=None, help="method compared against every baseline")
     return p.parse_args(argv)
 
@@ -91,11 +92,16 @@ def main(argv: list[str] | None = None) -> dict:
         )
     )
     try:
-        raw = Benchmark(settings, args.cache_dir, extra).run()
+        raw = Benchmark(settings, args.cache_dir, extra).run(tuple(m for m in args.only.split(",") if m))
     except SanityError as err:
         out = args.out or ROOT / "benches" / "results" / "relevance.json"
         atomic_write_json(out, {"status": f"stopped: {err.args[0]}", "sanity": err.args[1]})
         raise SystemExit(f"benchmark stopped, no numbers reported: {err.args[0]} (see {out})") from None
+    if args.only:
+        print(
+            json.dumps({"cached": {t: list(m) for t, m in raw["tracks"].items()} | {"j4": list(raw["j4"])}})
+        )
+        return raw
     candidate = args.candidate or (extra[0].name if extra else "contrast")
     n, seed = settings.n_resamples, settings.seed
     summary = {
