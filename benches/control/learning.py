@@ -89,10 +89,13 @@ def report(env: str, target: float) -> dict[str, Any]:
     seeds = [json.loads(p.read_text()) for p in sorted(RESULTS.glob(f"control_{_slug(env)}_seed*.json"))]
     if not seeds:
         raise SystemExit(f"no per-seed results for {env} in {RESULTS}")
+    mean_curve = _mean_curve(seeds)
     summary = {
         "env": env,
         "target": target,
         "seeds": [s["seed"] for s in seeds],
+        "mean_curve": mean_curve,
+        "mean_steps_to_target": first_reach(mean_curve, target),
         "final_eval_mean": float(np.mean([s["eval_curve"][-1][1] for s in seeds])),
         "steps_to_target": {s["seed"]: first_reach(s["eval_curve"], target) for s in seeds},
         "wall_s": {s["seed"]: round(s["wall_s"], 1) for s in seeds},
@@ -102,6 +105,12 @@ def report(env: str, target: float) -> dict[str, Any]:
     atomic_write_json(RESULTS / f"control_{_slug(env)}.json", summary)
     _plot(env, seeds, target, RESULTS / f"control_{_slug(env)}.png")
     return summary
+
+
+def _mean_curve(seeds: list[dict[str, Any]]) -> list[tuple[int, float]]:
+    """The mean over seeds of the eval return at each eval step all seeds share."""
+    shared = sorted(set.intersection(*(set(dict(s["eval_curve"])) for s in seeds)))
+    return [(step, float(np.mean([dict(s["eval_curve"])[step] for s in seeds]))) for step in shared]
 
 
 def _plot(env: str, seeds: list[dict[str, Any]], target: float, path: Path) -> None:
@@ -116,6 +125,8 @@ def _plot(env: str, seeds: list[dict[str, Any]], target: float, path: Path) -> N
     for s in seeds:
         steps, returns = zip(*s["eval_curve"], strict=True)
         ax.plot(steps, returns, marker="o", label=f"seed {s['seed']}")
+    steps, returns = zip(*_mean_curve(seeds), strict=True)
+    ax.plot(steps, returns, color="black", linewidth=2.5, label="mean over seeds")
     ax.axhline(target, color="gray", linestyle="--", label=f"target {target:g}")
     ax.set_xlabel("env steps")
     ax.set_ylabel("greedy eval return (5 episodes)")
