@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
@@ -23,7 +22,7 @@ from worldmodel.checkpoint import (
     atomic_write_json,
     atomic_write_text,
 )
-from worldmodel.config import ConfigError, config_from_dict, config_to_dict
+from worldmodel.config import config_from_dict, config_to_dict
 from worldmodel.run import package_version
 
 MODEL_TYPE = "arrcoc-dialogue"
@@ -103,16 +102,9 @@ def load_pretrained(
         config = config_from_dict(DialogueConfig, meta["config"])
         tokenizer = Tokenizer.from_file(str(files["tokenizer.json"]))
         weights = load_file(str(files["model.safetensors"]))
-    except (
-        json.JSONDecodeError,
-        KeyError,
-        ConfigError,
-        SafetensorError,
-        OSError,
-        Exception,
-    ) as err:
-        if isinstance(err, CheckpointError):
-            raise
+    except CheckpointError:
+        raise
+    except Exception as err:  # JSON, config, safetensors and tokenizers (pyo3) errors alike
         raise CheckpointError(f"cannot read the dialogue model in {path}: {err}") from None
     if encoder is None:
         encoder = TurnEncoder(

@@ -199,3 +199,15 @@ def test_user_only_dialogue_is_fine_and_long_turn_warns(tiny_setup):
     assert model.encode_dialogue([{"role": "user", "content": "hi"}]).awaiting == "assistant"
     with pytest.warns(LengthLimitWarning, match="exceed the encoder's 32 word pieces"):
         model.encode_dialogue([{"role": "user", "content": "word " * 100}])
+
+
+def test_shipped_default_model_loads_and_simulates():
+    from dialogue.model import DialogueWorldModel
+    from dialogue.pretrained import DEFAULT_DIR
+
+    assert (DEFAULT_DIR / "model.safetensors").stat().st_size <= 20 * 2**20
+    model = DialogueWorldModel.from_pretrained()
+    assert model.encoder.dim == 384 and not model.encoder.trainable
+    state = model.encode_dialogue([{"role": "user", "content": "How do I sort a list in Python?"}])
+    traj = model.simulate_future_turns(state, "Use sorted(my_list) or my_list.sort().", num_turns=2)
+    assert traj.discounted_total.shape == (1,) and torch.isfinite(traj.discounted_total).all()
