@@ -69,7 +69,7 @@ def speed(min_seconds: float) -> dict:
     return out
 
 
-def returns(steps: int, episodes: int, workdir: Path) -> dict:
+def returns(steps: int, episodes: int, workdir: Path, overrides: list[str]) -> dict:
     from worldmodel.evaluate import evaluate
     from worldmodel.train import build_configs, train
 
@@ -77,7 +77,7 @@ def returns(steps: int, episodes: int, workdir: Path) -> dict:
     for kind, (env, _, _) in TASKS.items():
         logdir = workdir / kind
         run_cfg, agent_cfg = build_configs(
-            ["run.prefill=500", "run.log_every=500", f"run.checkpoint_every={steps}"],
+            ["run.prefill=500", "run.log_every=500", f"run.checkpoint_every={steps}", *overrides],
             env=env,
             size="xs",
             steps=steps,
@@ -96,7 +96,7 @@ def returns(steps: int, episodes: int, workdir: Path) -> dict:
                 "eval_seconds": time.perf_counter() - start,
             }
             out[kind] = rows
-            atomic_write_json(RETURNS, out)  # partial results survive a time limit
+            atomic_write_json(RETURNS, {"overrides": overrides, "returns": out})  # partial results survive
     return out
 
 
@@ -110,10 +110,12 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=5)
     parser.add_argument("--workdir", default="runs/bench_planning")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("overrides", nargs="*", help="agent key=value overrides for the training runs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.returns:
-        result = {"threads": args.threads, "returns": returns(args.steps, args.episodes, Path(args.workdir))}
+        out = returns(args.steps, args.episodes, Path(args.workdir), args.overrides)
+        result = {"threads": args.threads, "overrides": args.overrides, "returns": out}
     else:
         result = {"threads": args.threads, "speed": speed(args.seconds)}
         atomic_write_json(RESULTS, result)
