@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test test-slow lint bench bench-relevance bench-control install clean
+.PHONY: demo test test-slow lint bench bench-relevance bench-control bench-dialogue install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,10 +28,13 @@ test: $(STAMP) lint
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
-bench: bench-worldmodel bench-control bench-relevance
+bench: bench-worldmodel bench-control bench-relevance bench-dialogue
 
 bench-relevance: $(STAMP)
 	$(BIN)/python -m benches.relevance
+
+bench-dialogue: $(STAMP)
+	$(BIN)/python benches/bench_dialogue.py
 
 bench-worldmodel: $(STAMP)
 	$(BIN)/python benches/bench_worldmodel.py
