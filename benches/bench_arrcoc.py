@@ -7,8 +7,12 @@ Measured in one run on this CPU:
   messages (target <= 3x); ``score_vs_minilm`` the same for the full `score` call
   (coupling + decoder surprisal + salience).
 * words/s of the fast and exact (batched occlusion) forms at 512 words, and the fast
-  form at 512 .. 8192 words (``scaling``: seconds per word relative to 512 words; 1.0 =
-  linear).
+  form at 512 .. 8192 words (``scaling_fast``), each size paired with a MiniLM pass over
+  the same messages: a flat ``fast_vs_minilm`` across sizes means the fast form scales
+  like the encoder itself, i.e. linearly in the number of (short) turns.
+
+Every timing is paired with its peer back to back and ratios are medians of per-pair
+ratios, because the CPU is shared with other jobs and absolute times drift.
 * ``spearman_fast_exact``: rank agreement of the two forms on the 512-word context.
 
 The model is ``--model DIR``, else the shipped default, else (stated in the output) a
@@ -73,15 +77,24 @@ def context(num_words: int) -> list[dict[str, str]]:
     return out
 
 
-def timed(fn, repeats: int) -> float:
-    """Median seconds of ``repeats`` calls after one warm-up."""
-    fn()
-    times = []
+def paired(fn, peer, repeats: int) -> tuple[float, float, float]:
+    """Alternate ``fn`` and ``peer`` ``repeats`` times after a warm-up of each.
+
+    Returns median seconds of each and the median of the per-pair ratios fn / peer (pairs
+    run back to back, so a load change on the shared CPU affects both sides alike).
+    """
+    fn(), peer()
+    a, b = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fun, out in ((fn, a), (peer, b)):
+            start = time.perf_counter()
+            fun()
+            out.append(time.perf_counter() - start)
+    return (
+        statistics.median(a),
+        statistics.median(b),
+        statistics.median(x / y for x, y in zip(a, b, strict=True)),
+    )
 
 
 def main() -> None:
@@ -96,8 +109,8 @@ def main() -> None:
     enc = scorer.model.encoder
     messages = context(512)
 
-    def minilm() -> torch.Tensor:
-        batch = enc.tokenize([m["content"] for m in messages], max_length=512)
+    def minilm(msgs=messages) -> torch.Tensor:
+        batch = enc.tokenize([m["content"] for m in msgs], max_length=512)
         with torch.no_grad():
             return enc.encode_tokens(batch["input_ids"], batch["attention_mask"])[0]
 
@@ -107,31 +120,33 @@ def main() -> None:
     def exact() -> torch.Tensor:
         return coupling_exact(scorer.pool(messages)[0], scorer._imagine, scorer.proj, scorer.batch_size)
 
-    t_minilm = timed(minilm, args.repeats)
-    t_fast = timed(fast, args.repeats)
-    t_score = timed(lambda: scorer.score(messages, "fast"), args.repeats)
-    t_exact = timed(exact, 1)
+    t_fast, t_minilm, r_fast = paired(fast, minilm, args.repeats)
+    t_score, _, r_score = paired(lambda: scorer.score(messages, "fast"), minilm, args.repeats)
+    t_exact, _, r_exact = paired(exact, minilm, 1)
     rho = spearmanr(fast().numpy(), exact().numpy()).statistic
     scaling = {}
     n = 512
     while n <= args.max_words:
         msgs = context(n)
-        seconds = timed(lambda msgs=msgs: fast(msgs), 1 if n > 2048 else args.repeats)
-        scaling[str(n)] = {"seconds": round(seconds, 4), "words_per_s": round(n / seconds, 1)}
+        seconds, peer_s, ratio = paired(lambda msgs=msgs: fast(msgs), lambda msgs=msgs: minilm(msgs), 1)
+        scaling[str(n)] = {
+            "fast_s": round(seconds, 4),
+            "minilm_s": round(peer_s, 4),
+            "fast_vs_minilm": round(ratio, 3),
+            "words_per_s": round(n / seconds, 1),
+        }
         n *= 2
-    base = scaling["512"]["seconds"] / 512
-    for entry, words in zip(scaling.values(), scaling, strict=True):
-        entry["seconds_per_word_vs_512"] = round(entry["seconds"] / int(words) / base, 3)
     result = {
         "model": model_name,
         "threads": args.threads,
         "context_words": 512,
         "minilm_forward_s": round(t_minilm, 4),
         "fast_coupling_s": round(t_fast, 4),
-        "fast_vs_minilm": round(t_fast / t_minilm, 3),
+        "fast_vs_minilm": round(r_fast, 3),
         "score_fast_s": round(t_score, 4),
-        "score_vs_minilm": round(t_score / t_minilm, 3),
+        "score_vs_minilm": round(r_score, 3),
         "exact_coupling_s": round(t_exact, 4),
+        "exact_vs_minilm": round(r_exact, 3),
         "words_per_s": {"fast": round(512 / t_fast, 1), "exact": round(512 / t_exact, 1)},
         "spearman_fast_exact": round(float(rho), 4),
         "scaling_fast": scaling,
