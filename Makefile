@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test test-slow lint bench bench-relevance bench-control bench-dialogue install clean
+.PHONY: demo test test-slow lint bench bench-relevance bench-control bench-dialogue bench-worldmodel \
+	bench-arrcoc bench-planning install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +29,7 @@ test: $(STAMP) lint
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
-bench: bench-worldmodel bench-control bench-relevance bench-dialogue
+bench: bench-worldmodel bench-arrcoc bench-dialogue bench-planning bench-control bench-relevance
 
 bench-relevance: $(STAMP)
 	$(BIN)/python -m benches.relevance
@@ -38,6 +39,12 @@ bench-dialogue: $(STAMP)
 
 bench-worldmodel: $(STAMP)
 	$(BIN)/python benches/bench_worldmodel.py
+
+bench-arrcoc: $(STAMP)
+	$(BIN)/python benches/bench_arrcoc.py
+
+bench-planning: $(STAMP)
+	$(BIN)/python benches/bench_planning.py
 
 # CartPole-v1 learning curves (3 seeds, one after another) and the sheeprl peer
 # (needs sheeprl in its own venv: SHEEPRL=/path/to/bin/sheeprl, see docs/control.md).
