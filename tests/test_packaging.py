@@ -36,3 +36,16 @@ def test_clis_list_their_subcommands():
             [sys.executable, "-m", f"{cli}.cli", "--help"], capture_output=True, text=True, check=True
         ).stdout
         assert "Commands" in out and "version" in out
+
+
+def test_worldmodel_cli_rejects_an_unknown_config_key(tmp_path):
+    from typer.testing import CliRunner
+
+    from worldmodel.cli import app
+
+    result = CliRunner().invoke(
+        app, ["train", "--env", "gym:CartPole-v1", "--logdir", str(tmp_path / "run"), "model.detr=3"]
+    )
+    assert result.exit_code == 2
+    assert "unknown config key 'model.detr'" in result.output and "model.deter" in result.output
+    assert not (tmp_path / "run" / "checkpoints").exists()
