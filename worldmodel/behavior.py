@@ -6,8 +6,16 @@ the actor (prior only, no gradient). On the imagined states:
 * the critic (two-hot over symlog bins) regresses lambda-returns and is regularised
   towards a slow EMA copy of itself;
 * the actor maximises ``logpi(a_t | s_t) * sg((R_t - v(s_t)) / scale)`` (REINFORCE for
-  both action kinds) plus an entropy bonus, where ``scale`` is the percentile return
-  normaliser.
+  both action kinds, as in the Nature version of DreamerV3) plus an entropy bonus, where
+  ``scale`` is the percentile return normaliser.
+
+Continuous actions: the world model (like the environment) receives the action clipped
+to [-1, 1], but the log-probability is taken at the *unclipped* sample ``u ~ pi``. The
+clipping is then part of the (imagined) environment and the score function stays
+unbiased. Evaluating the normal's density at the clipped value instead shrinks
+``|a - mean|`` for every clipped sample, so ``E[d logpi / d std] < 0``; multiplied by
+the large negative advantages of an early critic (negative rewards, value ~ 0) this
+pushed the std to ``max_std`` and kept the actor from learning (Pendulum-v1).
 
 The world model only ever runs under ``torch.no_grad`` here and the actor/critic see
 detached features, so no gradient from these losses reaches the world model.
@@ -146,19 +154,34 @@ class ActorCritic(nn.Module):
     def imagine(self, wm: nn.Module, start: Mapping[str, Tensor], start_cont: Tensor, horizon: int) -> dict:
         """Imagine from ``start`` states ``[N, ...]`` with the actor; no gradients.
 
-        Returns ``feat [N, H+1, F]``, ``action [N, H, A]``, ``reward``/``cont`` ``[N, H+1]``
-        (index 0: ``reward`` is 0 and ``cont`` is ``start_cont [N]``, the data's 1 - is_terminal).
+        Returns ``feat [N, H+1, F]``, ``action [N, H, A]`` (what the world model was fed:
+        one-hot or clipped to [-1, 1]), ``sample [N, H, A]`` (the actor's raw samples, for
+        the log-probabilities: unclipped for continuous actions, equal to ``action`` for
+        discrete ones), ``reward``/``cont`` ``[N, H+1]`` (index 0: ``reward`` is 0 and
+        ``cont`` is ``start_cont [N]``, the data's 1 - is_terminal).
         """
-        states, actions = wm.rssm.imagine(dict(start), lambda f: self.actor.act(f), horizon)
+        samples: list[Tensor] = []
+
+        def policy(feat: Tensor) -> Tensor:
+            raw = self.actor.dist(feat).sample()
+            action = self.actor.to_action(raw)
+            samples.append(action if self.actor.spec.discrete else raw)
+            return action
+
+        states, actions = wm.rssm.imagine(dict(start), policy, horizon)
         feat = wm.rssm.feat(states)
         reward = F.pad(wm.reward.mean(feat[:, 1:]), (1, 0))  # no reward is predicted for the start
         cont = torch.cat([start_cont.unsqueeze(1).to(feat.dtype), wm.cont.prob(feat[:, 1:])], 1)
-        return {"feat": feat, "action": actions, "reward": reward, "cont": cont}
+        return {"feat": feat, "action": actions, "sample": torch.stack(samples, 1), "reward": reward,
+                "cont": cont}
 
     def loss(
         self, traj: Mapping[str, Tensor], replay: Mapping[str, Tensor] | None = None
     ) -> tuple[Tensor, Tensor, dict[str, float]]:
         """Actor and critic losses (scalars) on an imagined trajectory from `imagine`.
+
+        The actor's log-probabilities use ``traj["sample"]`` (the unclipped samples) when
+        present, else ``traj["action"]``.
 
         With ``replay`` (``feat [B, T, F]``, ``reward``, ``is_terminal``, ``is_last``
         ``[B, T]``, where the trajectory started from all B*T states in order) and
@@ -176,7 +199,7 @@ class ActorCritic(nn.Module):
             adv = (ret - value[:, :-1]) / self.retnorm.scale()
             slow_target = self.slow_critic.mean(feat[:, :-1])
         dist = self.actor.dist(feat[:, :-1])
-        logp = self.actor.log_prob(dist, traj["action"])
+        logp = self.actor.log_prob(dist, traj.get("sample", traj["action"]))
         entropy = dist.entropy()
         actor_loss = -(weight * (logp * adv + cfg.entropy * entropy)).mean()
         critic_logits = critic_logits[:, :-1]

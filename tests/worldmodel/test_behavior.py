@@ -122,22 +122,27 @@ class ToyModel(nn.Module):
         return torch.ones(feat.shape[:-1])
 
 
-def test_actor_improves_imagined_return_on_a_toy_model():
-    torch.manual_seed(0)
-    cfg = BehaviorConfig(horizon=5, gamma=0.9, entropy=1e-3)
-    ac = ActorCritic(2, ActionSpec(True, 2), TINY, cfg)
-    toy = ToyModel()
-    start = {"feat": torch.eye(2).repeat(32, 1)}
-    opt = torch.optim.Adam([*ac.actor.parameters(), *ac.critic.parameters()], lr=3e-3)
-    returns = []
-    for _ in range(150):
-        traj = ac.imagine(toy, start, torch.ones(64), cfg.horizon)
+def train_in_imagination(ac, toy, start_feat, steps, lr):
+    """Adam on actor + critic from ``start_feat [N, F]``; returns per-step metrics and the last trajectory."""
+    opt = torch.optim.Adam([*ac.actor.parameters(), *ac.critic.parameters()], lr=lr)
+    history = []
+    for _ in range(steps):
+        traj = ac.imagine(toy, {"feat": start_feat}, torch.ones(len(start_feat)), ac.cfg.horizon)
         actor_loss, critic_loss, metrics = ac.loss(traj)
         opt.zero_grad()
         (actor_loss + critic_loss).backward()
         opt.step()
         ac.update_slow_critic()
-        returns.append(metrics["imag/reward"])
+        history.append(metrics)
+    return history, traj
+
+
+def test_actor_improves_imagined_return_on_a_toy_model():
+    torch.manual_seed(0)
+    cfg = BehaviorConfig(horizon=5, gamma=0.9, entropy=1e-3)
+    ac = ActorCritic(2, ActionSpec(True, 2), TINY, cfg)
+    history, _ = train_in_imagination(ac, ToyModel(), torch.eye(2).repeat(32, 1), steps=150, lr=3e-3)
+    returns = [m["imag/reward"] for m in history]
     assert np.mean(returns[:5]) < 0.7
     assert np.mean(returns[-5:]) > 0.9
 
@@ -191,3 +196,44 @@ def test_replay_value_loss_uses_real_rewards_and_imagined_bootstraps():
     _, without, _ = ac.loss(traj)
     expected = 0.3 * ac.replay_value_loss(replay, imagined[:, 0].reshape(1, 3))
     assert (with_replay - without).item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+class ContinuousToyModel(ToyModel):
+    """Feature ``[a, 1]`` after action ``a``; reward ``-(a - 0.5)^2 - 3`` (negative, like
+    Pendulum, so the advantages of the zero-initialised critic start well below 0)."""
+
+    def imagine(self, start, policy, horizon):
+        feats, actions, feat = [start["feat"]], [], start["feat"]
+        for _ in range(horizon):
+            action = policy(feat)
+            feat = torch.cat([action, torch.ones_like(action)], -1)
+            feats.append(feat)
+            actions.append(action)
+        return {"feat": torch.stack(feats, 1)}, torch.stack(actions, 1)
+
+    def mean(self, feat):
+        return -(feat[..., 0] - 0.5).pow(2) - 3.0
+
+
+def test_imagined_continuous_samples_are_unclipped_but_the_model_sees_clipped_actions():
+    torch.manual_seed(0)
+    ac = ActorCritic(2, ActionSpec(False, 1), TINY, BehaviorConfig(horizon=3))
+    traj = ac.imagine(ContinuousToyModel(), {"feat": torch.zeros(256, 2)}, torch.ones(256), 3)
+    sample, action = traj["sample"], traj["action"]
+    assert sample.shape == (256, 3, 1) and sample.abs().max() > 1.0  # std ~0.9: some samples exceed 1
+    assert torch.equal(action, sample.clamp(-1.0, 1.0))
+    assert torch.equal(traj["feat"][:, 1:, :1], action)  # the world model was fed the clipped action
+
+
+def test_continuous_actor_moves_to_the_rewarded_action_and_sharpens():
+    """Before the fix the log-prob was taken at the clipped action: with the negative
+    advantages of this toy the std grew towards max_std and the mean overshot to ~0.8."""
+    torch.manual_seed(0)
+    cfg = BehaviorConfig(horizon=5, gamma=0.9)
+    ac = ActorCritic(2, ActionSpec(False, 1), TINY, cfg)
+    history, traj = train_in_imagination(ac, ContinuousToyModel(), torch.zeros(64, 2), steps=200, lr=1e-3)
+    entropies = [m["actor/entropy"] for m in history]
+    with torch.no_grad():
+        dist = ac.actor.dist(traj["feat"][:, :-1])
+    assert np.mean(entropies[-10:]) < np.mean(entropies[:10]) - 0.1
+    assert 0.35 < dist.mean.mean().item() < 0.7
