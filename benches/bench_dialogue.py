@@ -73,7 +73,7 @@ def main() -> None:
     model = DialogueWorldModel.from_pretrained(args.model)
     dialogues, report = load_dialogues("sharegpt", split="dev", limit=args.dev_dialogues)
     data = build_examples(
-        dialogues, model.encoder, model.tokenizer, model.config, CACHE, max_turns=16
+        dialogues, model.encoder, model.tokenizer, model.config, args.cache_dir, max_turns=16
     )
     metrics = evaluate(model, data)
     cached = throughput(model, data, args.steps, args.batch_size, encode=False)

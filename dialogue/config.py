@@ -34,6 +34,9 @@ class LossConfig:
     embed: float = 1.0
     infonce: float = 0.5
     temperature: float = 0.05
+    # InfoNCE negatives only from other dialogue windows (as the dev retrieval eval); False:
+    # all other in-batch user turns, including those of the same dialogue.
+    nce_other_windows: bool = False
     decoder: float = 1.0
     response: float = 1.0
     quality: float = 1.0
@@ -56,6 +59,9 @@ class DialogueConfig:
     unimix: float = 0.01
     gru_blocks: int = 1
     max_steps: int = 8  # exchanges per training window
+    # Residual next-user head: prediction = normalize(W [u_prev; a_prev] + MLP(feat)), W
+    # initialised to copy the previous user turn (False: MLP(feat) only, older checkpoints).
+    next_user_skip: bool = False
     gamma: float = 0.8  # discount over future turns
     reward_weights: tuple[float, float, float] = (
         0.3,

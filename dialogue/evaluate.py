@@ -48,10 +48,11 @@ def evaluate(
             post, prior = model.rssm.observe(model.obs_proj(b["user_emb"]), prev, b["is_first"])
             feat_prior, feat_post = model.rssm.feat(prior), model.rssm.feat(post)
             follows = b["valid"][:, 1:] & b["has_response"][:, :-1]
-            preds.append(F.normalize(model.user_head(feat_prior[:, 1:][follows]), dim=-1))
-            targets.append(b["user_emb"][:, 1:][follows])
             last_turn.append(b["assistant_emb"][:, :-1][follows])
             prev_user.append(b["user_emb"][:, :-1][follows])
+            feat_next = feat_prior[:, 1:][follows]
+            preds.append(model.user_prediction(feat_next, prev_user[-1], last_turn[-1]))
+            targets.append(b["user_emb"][:, 1:][follows])
             owner.append((torch.arange(len(chunk)) + start)[:, None].expand_as(follows)[follows])
             for role, feat, mask, ids in (
                 ("user", feat_prior, b["valid"], b["user_ids"]),

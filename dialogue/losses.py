@@ -2,7 +2,8 @@
 
 - ``kl``: RSSM KL balancing with free bits (posterior vs prior of each step);
 - ``embed``: ``2 - cos(prior prediction, u_t) - cos(posterior reconstruction, u_t)``;
-- ``infonce``: in-batch InfoNCE of the prior's prediction of u_t against other user turns;
+- ``infonce``: in-batch InfoNCE of the prior's prediction of u_t against other user turns
+  (with ``loss.nce_other_windows``: only turns of other windows, as in the dev retrieval);
 - ``response``: ``1 - cos(response head, a_t)`` (the policy used in imagination);
 - ``quality``: BCE of the 4 quality heads against the labels of `dialogue.labels`;
 - ``value``: squared error of the value head against the discounted future reward;
@@ -28,17 +29,20 @@ def _flat(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {k: v.reshape(-1, *v.shape[2:]) for k, v in state.items()}
 
 
-def info_nce(pred: Tensor, target: Tensor, temperature: float) -> Tensor:
+def info_nce(pred: Tensor, target: Tensor, temperature: float, groups: Tensor | None = None) -> Tensor:
     """In-batch InfoNCE. ``pred``, ``target`` ``[M, E]`` L2-normalised -> scalar.
 
     Row i's positive is target i; other rows are negatives, except near-duplicates of
-    target i (cosine > 0.999, e.g. two "continue" turns), which are masked out.
+    target i (cosine > 0.999, e.g. two "continue" turns) and, when ``groups [M]`` is given,
+    rows of the same group as row i (other turns of the same dialogue window), which are
+    masked out.
     """
     logits = pred @ target.T / temperature
-    duplicate = (target @ target.T > 0.999) & ~torch.eye(
-        len(target), dtype=torch.bool, device=target.device
-    )
-    logits = logits.masked_fill(duplicate, float("-inf"))
+    masked = target @ target.T > 0.999
+    if groups is not None:
+        masked |= groups[:, None] == groups[None, :]
+    masked &= ~torch.eye(len(target), dtype=torch.bool, device=target.device)
+    logits = logits.masked_fill(masked, float("-inf"))
     return F.cross_entropy(logits, torch.arange(len(pred), device=pred.device))
 
 
@@ -65,13 +69,20 @@ def world_model_losses(model: Any, batch: Mapping[str, Tensor]) -> DialogueLosse
     def masked(x: Tensor, mask: Tensor) -> Tensor:
         return (x * mask).sum() / mask.sum().clamp_min(1)
 
-    pred_user = F.normalize(model.user_head(feat_prior), dim=-1)
-    recon_user = F.normalize(model.user_head(feat_post), dim=-1)
+    # Previous user turn and response of each row (zeros at t = 0), for the head's skip path.
+    prev_user = torch.cat([torch.zeros_like(b["user_emb"][:, :1]), b["user_emb"][:, :-1]], 1)
+    prev_resp = torch.cat(
+        [torch.zeros_like(b["assistant_emb"][:, :1]), b["assistant_emb"][:, :-1]], 1
+    )
+    pred_user = model.user_prediction(feat_prior, prev_user, prev_resp)
+    recon_user = model.user_prediction(feat_post, prev_user, prev_resp)
     pred_resp = F.normalize(model.response_head(feat_post), dim=-1)
     cos_pred = (pred_user * b["user_emb"]).sum(-1)
     cos_recon = (recon_user * b["user_emb"]).sum(-1)
     cos_resp = (pred_resp * b["assistant_emb"]).sum(-1)
-    nce = info_nce(pred_user[valid], b["user_emb"][valid], cfg.temperature)
+    window = torch.arange(len(valid), device=valid.device)[:, None].expand_as(valid)
+    groups = window[valid] if cfg.nce_other_windows else None
+    nce = info_nce(pred_user[valid], b["user_emb"][valid], cfg.temperature, groups)
     quality_logits = model.quality_head(feat_after)
     bce = F.binary_cross_entropy_with_logits(quality_logits, b["quality"], reduction="none")
     qmask = b["quality_mask"].float()

@@ -6,6 +6,8 @@ Step t of a dialogue observes the user turn u_t (its encoder embedding, projecte
 
 - ``user_head``: the user turn's embedding, from the prior (prediction before seeing
   it: trained with cosine + in-batch InfoNCE) and from the posterior (reconstruction);
+  with ``config.next_user_skip`` it is residual on the previous user turn and response
+  (see `DialogueWorldModel.user_prediction`);
 - ``response_head``: the assistant response's embedding (the policy used in imagination);
 - ``decoder``: a small transformer decoding turn text (user turns from the prior,
   assistant turns from the posterior); its per-token surprisal is exposed;
@@ -83,7 +85,13 @@ class DialogueWorldModel(nn.Module):
             c.embed_dim, c.action_dim, c.deter, c.stoch, c.classes, c.hidden, c.unimix, c.gru_blocks
         )
         feat = self.rssm.feat_dim
-        self.user_head = MLP(feat, emb, c.hidden, 1)
+        self.user_head = MLP(feat, emb, c.hidden, 1, zero_out=c.next_user_skip)
+        self.user_skip: nn.Linear | None = None
+        if c.next_user_skip:  # starts as a copy of the previous user turn
+            self.user_skip = nn.Linear(2 * emb, emb, bias=False)
+            with torch.no_grad():
+                self.user_skip.weight.zero_()
+                self.user_skip.weight[:, :emb].copy_(torch.eye(emb))
         self.response_head = MLP(feat, emb, c.hidden, 1)
         self.quality_head = MLP(feat, len(QUALITY_NAMES), c.hidden, 1)
         self.value_head = MLP(feat, 1, c.hidden, 1, zero_out=True)
@@ -94,6 +102,20 @@ class DialogueWorldModel(nn.Module):
     def forward(self, batch: Mapping[str, Tensor]) -> DialogueLosses:
         """Training losses on a batch of windows; see `dialogue.losses.world_model_losses`."""
         return world_model_losses(self, batch)
+
+    def user_prediction(self, feat: Tensor, prev_user: Tensor, prev_assistant: Tensor) -> Tensor:
+        """L2-normalised user-turn embedding ``[..., E]`` from latent features ``[..., F]``.
+
+        ``prev_user``, ``prev_assistant`` ``[..., E]``: the previous user turn and the response
+        to it (zeros when absent). Without ``config.next_user_skip`` they are ignored and the
+        prediction is ``normalize(user_head(feat))``; with it, the head is residual:
+        ``normalize(W [u_prev; a_prev] + user_head(feat))``, which at initialisation equals
+        the previous user turn (W copies it, ``user_head`` outputs zeros).
+        """
+        out = self.user_head(feat)
+        if self.user_skip is not None:
+            out = out + self.user_skip(torch.cat([prev_user, prev_assistant], -1))
+        return F.normalize(out, dim=-1)
 
     # ------------------------------------------------------------------ inputs
     def parse_messages(self, messages: Sequence[Mapping[str, Any]]) -> list[Exchange]:
@@ -163,8 +185,9 @@ class DialogueWorldModel(nn.Module):
         if has_response is not None and bool(has_response.any()) != responded:
             raise ValueError("has_response must be all true or all false within one batch")
         if responded:
-            return DialogueState(self.rssm.img_step(last, action[:, -1]), "user", steps)
-        return DialogueState(last, "assistant", steps)
+            latent = self.rssm.img_step(last, action[:, -1])
+            return DialogueState(latent, "user", steps, user_emb[:, -1], assistant_emb[:, -1])
+        return DialogueState(last, "assistant", steps, user_emb[:, -1])
 
     def encode_dialogue(
         self, messages: Sequence[Mapping[str, Any]], seed: int | None = 0
@@ -248,9 +271,14 @@ class DialogueWorldModel(nn.Module):
         )
         total = (rewards * discount).sum(-1) + discount[-1] * values[:, -1]
         texts = self._decode(feat_next.reshape(-1, feat_next.shape[-1]), "user") if decode else []
+        next_user = []  # each predicted user turn is the previous user turn of the next step
+        prev_user = state.last_user if state.last_user is not None else torch.zeros_like(responses[0])
+        for k, response in enumerate(responses):
+            prev_user = self.user_prediction(feat_next[:, k], prev_user, response)
+            next_user.append(prev_user)
         return ImaginedTrajectory(
             responses=torch.stack(responses, 1),
-            next_user=F.normalize(self.user_head(feat_next), dim=-1),
+            next_user=torch.stack(next_user, 1),
             quality={name: quality[..., i] for i, name in enumerate(QUALITY_NAMES)},
             rewards=rewards,
             values=values,
@@ -264,7 +292,11 @@ class DialogueWorldModel(nn.Module):
         """Predicted embedding ``[N, E]`` of the next user turn of a state awaiting the user."""
         if state.awaiting != "user":
             raise DialogueInputError("the state awaits an assistant response; simulate one first")
-        return F.normalize(self.user_head(self.rssm.feat(state.latent)), dim=-1)
+        feat = self.rssm.feat(state.latent)
+        zeros = feat.new_zeros(len(feat), self.encoder.dim)
+        prev_user = state.last_user if state.last_user is not None else zeros
+        prev_assistant = state.last_assistant if state.last_assistant is not None else zeros
+        return self.user_prediction(feat, prev_user, prev_assistant)
 
     # ------------------------------------------------------------------ text
     def _require_tokenizer(self) -> Any:

@@ -18,11 +18,16 @@ class DialogueState:
         awaiting: ``"assistant"`` when the prefix ends on a user turn, ``"user"`` when it
             ends on an assistant response (the latent is then the prior after that response).
         num_steps: number of exchanges observed.
+        last_user, last_assistant: ``[N, E]`` embeddings of the last user turn and of the
+            response to it (None when there is none); the skip path of the next-user head
+            (``config.next_user_skip``) reads them.
     """
 
     latent: State
     awaiting: str
     num_steps: int
+    last_user: Tensor | None = None
+    last_assistant: Tensor | None = None
 
     @property
     def batch_size(self) -> int:

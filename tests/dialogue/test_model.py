@@ -39,6 +39,13 @@ def test_info_nce_hand_computed():
         )
         == 0
     )
+    # groups: rows 0 and 1 share a window, so row 0's only negative is row 2 (and vice versa)
+    eye3 = torch.eye(3)
+    one_negative = math.log(1 + math.exp(-1))
+    all_negatives = math.log(1 + 2 * math.exp(-1))
+    grouped = info_nce(eye3, eye3, 1.0, groups=torch.tensor([0, 0, 1]))
+    assert math.isclose(grouped.item(), (2 * one_negative + all_negatives) / 3, rel_tol=1e-6)
+    assert math.isclose(info_nce(eye3, eye3, 1.0).item(), all_negatives, rel_tol=1e-6)
 
 
 def test_proxy_labels_hand_computed():
@@ -211,3 +218,38 @@ def test_shipped_default_model_loads_and_simulates():
     state = model.encode_dialogue([{"role": "user", "content": "How do I sort a list in Python?"}])
     traj = model.simulate_future_turns(state, "Use sorted(my_list) or my_list.sort().", num_turns=2)
     assert traj.discounted_total.shape == (1,) and torch.isfinite(traj.discounted_total).all()
+
+
+def test_next_user_skip_starts_at_previous_user_turn_and_round_trips(tiny_setup, tmp_path):
+    import dataclasses
+
+    from dialogue.evaluate import evaluate
+    from dialogue.model import DialogueWorldModel
+
+    make, steps, bpe = tiny_setup
+    base = make()
+    config = dataclasses.replace(base.config, next_user_skip=True)
+    torch.manual_seed(0)
+    model = DialogueWorldModel(config, tokenizer=bpe, encoder=base.encoder).eval()
+    # At initialisation the prediction is exactly the previous user turn (the baseline).
+    u_prev, a_prev = torch.randn(3, 32), torch.randn(3, 32)
+    feat = torch.randn(3, model.rssm.feat_dim)
+    expected = torch.nn.functional.normalize(u_prev, dim=-1)
+    assert torch.allclose(model.user_prediction(feat, u_prev, a_prev), expected, atol=1e-6)
+    metrics = evaluate(model, steps)
+    assert metrics["dev/model_r_at_1"] == metrics["dev/baseline_prev_user_r_at_1"]
+    assert metrics["dev/model_mrr"] == metrics["dev/baseline_prev_user_mrr"]
+    # Without the flag the head ignores the previous turns (old checkpoints keep their meaning).
+    plain = base.eval().user_prediction(feat, u_prev, a_prev)
+    assert torch.allclose(plain, base.user_prediction(feat, 0 * u_prev, 0 * a_prev))
+    # The imagined next user turn after a response reads the last user turn through the skip.
+    state = model.encode_dialogue(DIALOGUE)
+    traj = model.simulate_future_turns(state, "ok", num_turns=2)
+    assert torch.allclose(traj.next_user[:, 0], state.last_user, atol=1e-5)
+    # The flag round-trips through save_pretrained / from_pretrained.
+    model.save_pretrained(tmp_path / "skip")
+    loaded = DialogueWorldModel.from_pretrained(tmp_path / "skip", encoder=model.encoder)
+    assert loaded.config.next_user_skip and loaded.user_skip is not None
+    assert torch.equal(loaded.user_skip.weight, model.user_skip.weight)
+    again = loaded.simulate_future_turns(loaded.encode_dialogue(DIALOGUE), "ok", num_turns=2)
+    assert torch.allclose(again.next_user, traj.next_user, atol=1e-6)
