@@ -6,26 +6,9 @@ from pathlib import Path
 
 import typer
 
-from worldmodel.run import package_version
+from worldmodel.cli import make_app
 
-app = typer.Typer(
-    name="arrcoc",
-    help="Dialogue world models and ARR-COC token relevance allocation.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-
-@app.callback()
-def main() -> None:
-    """Run `--help` on any subcommand for its options."""
-
-
-@app.command()
-def version() -> None:
-    """Print the installed arrcoc version."""
-    typer.echo(package_version())
+app = make_app("arrcoc", "Dialogue world models and ARR-COC token relevance allocation.")
 
 
 def _run_file(input: Path, output: Path, allocation, model: str | None, method: str, max_words: int) -> None:

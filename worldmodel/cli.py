@@ -6,24 +6,26 @@ import typer
 
 from worldmodel.run import package_version
 
-app = typer.Typer(
-    name="worldmodel",
-    help="Train and evaluate DreamerV3-class agents on control benchmarks.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+
+def make_app(name: str, help: str) -> typer.Typer:
+    """A command group with the conventions of both CLIs (`worldmodel`, `arrcoc`) and a `version` command."""
+    group = typer.Typer(
+        name=name, help=help, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
+    )
+
+    @group.callback()
+    def main() -> None:
+        """Run `--help` on any subcommand for its options."""
+
+    @group.command()
+    def version() -> None:
+        """Print the installed arrcoc version."""
+        typer.echo(package_version())
+
+    return group
 
 
-@app.callback()
-def main() -> None:
-    """Run `--help` on any subcommand for its options."""
-
-
-@app.command()
-def version() -> None:
-    """Print the installed arrcoc version."""
-    typer.echo(package_version())
+app = make_app("worldmodel", "Train and evaluate DreamerV3-class agents on control benchmarks.")
 
 
 @app.command()
