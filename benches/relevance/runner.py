@@ -129,6 +129,12 @@ def subset(instances: list[Instance], scorer: Scorer | None) -> list[Instance]:
     return instances[: getattr(scorer, "limit", None)]
 
 
+def fingerprint_of(scorer: Scorer | None) -> dict:
+    """``{"fingerprint": ...}`` for a scorer whose results depend on weights it names (else {})."""
+    tag = getattr(scorer, "fingerprint", None)
+    return {} if tag is None else {"fingerprint": tag}
+
+
 def long_range(inst: Instance) -> bool:
     """The next turn shares more content words with turns before t-1 than with turn t-1."""
 
@@ -257,6 +263,7 @@ class Benchmark:
                     inst.n_words if label == "1" else 0 if label == "0" else budget_for(label, inst.n_words)
                 )
         return {
+            **fingerprint_of(scorer),
             "root_ids": [i.root_id for i in instances],
             "budgets": rows,
             "j5_auprc": j5,
@@ -276,6 +283,7 @@ class Benchmark:
                 for key, value in j4_metrics(inst, scores, budget).items():
                     rows.setdefault(label, {}).setdefault(key, []).append(value)
         return {
+            **fingerprint_of(scorer),
             "root_ids": [i.root_id for i in instances],
             "budgets": rows,
             "j4_auprc": aps,
@@ -283,9 +291,10 @@ class Benchmark:
         }
 
     @staticmethod
-    def _same_roots(instances: list[Instance]):
-        roots = [i.root_id for i in instances]
-        return lambda cached: cached.get("root_ids") == roots
+    def _same_roots(instances: list[Instance], scorer: Scorer | None = None):
+        """Cache check: same conversations and, for a scorer with a ``fingerprint``, same weights."""
+        roots, tag = [i.root_id for i in instances], getattr(scorer, "fingerprint", None)
+        return lambda cached: cached.get("root_ids") == roots and cached.get("fingerprint") == tag
 
     def run(self, only: tuple[str, ...] = ()) -> dict:
         """Evaluate every method on every track and on J4 (cached per method), then check sanity.
@@ -311,13 +320,13 @@ class Benchmark:
                 raw["tracks"][track][sc.name] = cached_json(
                     self.dir / "eval" / track / f"{sc.name}.json",
                     lambda t=track, c=sc: self._evaluate_track(t, c.name, c),
-                    self._same_roots(subset(self.instances[track], sc)),
+                    self._same_roots(subset(self.instances[track], sc), sc),
                 )
         for sc in scorers:
             raw["j4"][sc.name] = cached_json(
                 self.dir / "eval" / "j4" / f"{sc.name}.json",
                 lambda c=sc: self._evaluate_j4(c),
-                self._same_roots(subset(self.j4_test, sc)),
+                self._same_roots(subset(self.j4_test, sc), sc),
             )
         raw["sizes"] = {**{t: len(v) for t, v in self.instances.items()}, "j4": len(self.j4_test)}
         if not only:

@@ -6,10 +6,12 @@ model and the scorers themselves live in `dialogue` and `arrcoc`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
 import numpy as np
+import torch
 
 from benches.relevance.data import Instance
 
@@ -20,9 +22,15 @@ class WorldModelMethod:
     """``wm_fast`` / ``wm_exact``: per-word balanced relevance from a DialogueWorldModel."""
 
     def __init__(
-        self, model: Any, method: str, limit: int | None = None, tracks: tuple[str, ...] = ("primary", "long")
+        self,
+        model: Any,
+        method: str,
+        limit: int | None = None,
+        tracks: tuple[str, ...] = ("primary", "long"),
+        fingerprint: str | None = None,
     ) -> None:
         self.model, self.method, self.name = model, method, f"wm_{method}"
+        self.fingerprint = fingerprint  # ties cached results to these weights (None: not checked)
         self.limit = limit  # evaluate on the first `limit` instances of each track (None: all)
         self.tracks = tracks  # ShareGPT tracks to run on (J4 always runs)
 
@@ -34,6 +42,16 @@ class WorldModelMethod:
         if scores.shape != (inst.n_words,):
             raise ValueError(f"{self.name} returned {scores.shape} scores for {inst.n_words} words")
         return np.nan_to_num(scores)
+
+
+def model_fingerprint(model: Any) -> str:
+    """Hex digest of a torch module's state dict (names, shapes, dtypes, bytes)."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().cpu().reshape(-1).contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def world_model_scorers(
@@ -50,4 +68,5 @@ def world_model_scorers(
     except (ImportError, AttributeError, ValueError, OSError) as err:
         log.warning("world-model methods skipped: no DialogueWorldModel could be loaded (%s)", err)
         return []
-    return [WorldModelMethod(model, m, limit, tracks) for m in methods]
+    tag = model_fingerprint(model)
+    return [WorldModelMethod(model, m, limit, tracks, tag) for m in methods]

@@ -290,6 +290,28 @@ def test_world_model_adapter_scores_every_context_word(length_scorer):
     assert scores.shape == (5,) and np.isfinite(scores).all()
 
 
+def test_cached_world_model_results_are_tied_to_the_weights():
+    import torch
+
+    from benches.relevance.runner import Benchmark
+    from benches.relevance.wm_methods import WorldModelMethod, model_fingerprint
+
+    net = torch.nn.Linear(3, 2)
+    old = model_fingerprint(net)
+    assert old == model_fingerprint(net) and len(old) == 16
+    with torch.no_grad():
+        net.weight[0, 0] += 1.0
+    new = model_fingerprint(net)
+    assert new != old
+    insts = [Instance("w", (T("user", "a b"),), (T("user", "c"),))]
+    valid = Benchmark._same_roots(insts, WorldModelMethod(net, "fast", fingerprint=new))
+    assert valid({"root_ids": ["w"], "fingerprint": new})
+    assert not valid({"root_ids": ["w"], "fingerprint": old})  # another world model's results
+    assert not valid({"root_ids": ["w"]})  # cached before fingerprints existed
+    assert not valid({"root_ids": ["v"], "fingerprint": new})
+    assert Benchmark._same_roots(insts)({"root_ids": ["w"]})  # baselines: conversations only
+
+
 def test_small_lm_word_alignment_save_load_and_judge(tmp_path):
     import torch
 

@@ -13,7 +13,7 @@ def test_quick_benchmark_runs_checks_and_resumes(tmp_path, monkeypatch, length_s
 
     monkeypatch.setenv("ARRCOC_NO_PROGRESS", "1")
     # a stand-in relevance model (conftest) as the world-model method, run on a 3-instance prefix
-    stub = [WorldModelMethod(length_scorer, "fast", limit=3, tracks=("primary",))]
+    stub = [WorldModelMethod(length_scorer, "fast", limit=3, tracks=("primary",), fingerprint="w1")]
     monkeypatch.setattr(entry, "world_model_scorers", lambda *args: stub)
     cache, out, doc = tmp_path / "cache", tmp_path / "r.json", tmp_path / "bench.md"
     argv = [
@@ -62,3 +62,10 @@ def test_quick_benchmark_runs_checks_and_resumes(tmp_path, monkeypatch, length_s
     assert (evals / "recency.json").stat().st_mtime_ns == kept_mtime
     assert again["tracks"]["primary"]["tfidf"] == summary["tracks"]["primary"]["tfidf"]
     assert again["tracks"]["primary"]["oracle"] == summary["tracks"]["primary"]["oracle"]
+    # the world-model results record the weights they came from; another fingerprint re-evaluates
+    assert json.loads((evals / "wm_fast.json").read_text())["fingerprint"] == "w1"
+    wm_mtime = (evals / "wm_fast.json").stat().st_mtime_ns
+    stub[0].fingerprint = "w2"
+    main([*argv, "--only", "wm_fast"])
+    assert json.loads((evals / "wm_fast.json").read_text())["fingerprint"] == "w2"
+    assert (evals / "wm_fast.json").stat().st_mtime_ns != wm_mtime
