@@ -4,7 +4,8 @@ Pipeline (`build_examples`):
 
 1. `dialogue.steps.exchanges` rewrites each dialogue's turns into alternating user /
    assistant turns (``datasets.map``, batched);
-2. the decoder BPE tokenises every turn (`tokenize_dialogues`, counted length limits);
+2. the decoder BPE tokenises every turn (`tokenize_dialogues`, counted length limits,
+   cached as Arrow files in ``cache_dir``);
 3. every distinct turn text is embedded once by the frozen encoder (`EmbeddingCache`,
    stored as safetensors keyed by the encoder fingerprint and the texts);
 4. quality labels and value targets are computed per whole dialogue (`dialogue.labels`),
@@ -109,7 +110,7 @@ def build_examples(
     """Dialogues (schema of `dialogue.data`) -> `StepData` of windows (see the module docstring)."""
     steps = dialogues.map(_alternating_turns, batched=True, desc="exchanges")
     steps = tokenize_dialogues(
-        steps, bpe, max_turn_tokens=config.decoder.max_tokens, max_turns=max_turns
+        steps, bpe, max_turn_tokens=config.decoder.max_tokens, max_turns=max_turns, cache_dir=cache_dir
     )
     texts = sorted({t["text"] for turns in steps["turns"] for t in turns[:max_turns]})
     row = {text: i for i, text in enumerate(texts)}

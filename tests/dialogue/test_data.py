@@ -227,6 +227,33 @@ def test_tokenize_limits_truncate_with_counted_warning():
     assert out[1]["input_ids"] == [[1], [2]] and out["n_truncated_turns"] == [1, 0]
 
 
+def test_tokenize_cache_reuses_identical_inputs_only(tmp_path):
+    ds = load_dialogues_from_list([{"id": "1", "dialog": ["a b", "c d"]}, {"id": "2", "dialog": ["a", "b"]}])
+
+    class Counting:
+        def __init__(self):
+            self.inner, self.calls = _word_tokenizer(), 0
+
+        def to_str(self):
+            return self.inner.to_str()
+
+        def encode_batch(self, texts):
+            self.calls += 1
+            return self.inner.encode_batch(texts)
+
+    tok = Counting()
+    first = tokenize_dialogues(ds, tok, max_turn_tokens=8, max_turns=8, cache_dir=tmp_path)
+    again = tokenize_dialogues(ds, tok, max_turn_tokens=8, max_turns=8, cache_dir=tmp_path)
+    assert tok.calls == 1 and again["input_ids"] == first["input_ids"] == [[[1, 2], [3, 4]], [[1], [2]]]
+    assert len(list(tmp_path.glob("tokens-*.arrow"))) == 1
+    tokenize_dialogues(ds, tok, max_turn_tokens=4, max_turns=8, cache_dir=tmp_path)  # other limits
+    other = load_dialogues_from_list([{"id": "1", "dialog": ["a b", "c"]}, {"id": "2", "dialog": ["a", "b"]}])
+    assert tokenize_dialogues(other, tok, max_turn_tokens=8, max_turns=8, cache_dir=tmp_path)[0][
+        "input_ids"
+    ] == [[1, 2], [3]]
+    assert tok.calls == 3 and len(list(tmp_path.glob("tokens-*.arrow"))) == 3
+
+
 def load_dialogues_from_list(records):
     import datasets
 
