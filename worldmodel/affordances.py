@@ -133,28 +133,14 @@ def affordances_of_episode(
     ``taken`` is the action the policy executed and each affordance dict holds
     ``action``, ``score``, ``total``, ``reward``, ``cont``, ``value`` and ``epistemic``.
     """
-    from worldmodel.agent import Agent
-    from worldmodel.checkpoint import load_checkpoint
+    from worldmodel.evaluate import loaded_run
     from worldmodel.planning.dreamer import DreamerLatentModel
-    from worldmodel.run import seed_everything
-    from worldmodel.train import (
-        CHECKPOINT,
-        EVAL_SEED_OFFSET,
-        load_run_configs,
-        make_envs,
-        obs_shapes,
-        play_episodes,
-    )
+    from worldmodel.train import play_episodes
 
     if states < 1 or every < 1:
         raise AffordanceError(f"states={states} and every={every} must be >= 1")
-    run_cfg, agent_cfg = load_run_configs(logdir)
-    saved, _ = load_checkpoint(f"{logdir}/{CHECKPOINT}")
-    seed_everything(run_cfg.seed + EVAL_SEED_OFFSET)
     recorded: list[tuple[dict[str, torch.Tensor], torch.Tensor]] = []
-    with make_envs(run_cfg, num_envs=1, seed=run_cfg.seed + EVAL_SEED_OFFSET) as envs:
-        agent = Agent(obs_shapes(envs), envs.action_space, agent_cfg)
-        agent.load_state_dict(saved["agent"])
+    with loaded_run(logdir) as (_, agent, envs, _):
 
         def act(obs: dict[str, torch.Tensor], state):
             action, state = agent.policy(obs, state, mode="greedy")

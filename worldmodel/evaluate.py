@@ -14,7 +14,8 @@ register their factory here to become available as ``--planner NAME``.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,27 @@ def write_video(path: str | Path, frames: list[np.ndarray], fps: int = 30) -> Pa
         return atomic_write_bytes(path, scratch.read_bytes())
 
 
+@contextmanager
+def loaded_run(logdir: str | Path, render: bool = False) -> Iterator[tuple[Any, Any, Any, dict[str, Any]]]:
+    """A run's latest checkpoint as an `Agent` beside one evaluation environment.
+
+    Yields ``(run_cfg, agent, envs, counters)``; the environment uses the evaluation seed
+    (never a training seed) and python/numpy/torch are seeded from it, so the same
+    command gives the same numbers.
+    """
+    from worldmodel.agent import Agent
+
+    run_cfg, agent_cfg = load_run_configs(logdir)
+    state, _ = load_checkpoint(Path(logdir) / CHECKPOINT)
+    torch.set_num_threads(run_cfg.threads)
+    seed = run_cfg.seed + EVAL_SEED_OFFSET
+    seed_everything(seed)
+    with make_envs(run_cfg, num_envs=1, seed=seed, render=render) as envs:
+        agent = Agent(obs_shapes(envs), envs.action_space, agent_cfg)
+        agent.load_state_dict(state["agent"])
+        yield run_cfg, agent, envs, state["counters"]
+
+
 def evaluate(
     logdir: str | Path, episodes: int = 10, video: str | Path | None = None, planner: str = "policy"
 ) -> dict[str, Any]:
@@ -65,21 +87,12 @@ def evaluate(
     Returns ``{"env", "env_steps", "episodes", "return_mean", "return_std", "length_mean",
     "planner"}``.
     """
-    from worldmodel.agent import Agent
-
     if episodes < 1:
         raise EnvError(f"episodes must be >= 1, got {episodes}")
     if planner not in ACTORS:
         raise EnvError(f"unknown planner '{planner}'; choose one of {', '.join(ACTORS)}")
-    run_cfg, agent_cfg = load_run_configs(logdir)
-    state, _ = load_checkpoint(Path(logdir) / CHECKPOINT)
-    torch.set_num_threads(run_cfg.threads)
-    seed_everything(run_cfg.seed + EVAL_SEED_OFFSET)  # the same command gives the same numbers
     frames: list[np.ndarray] = []
-    seed = run_cfg.seed + EVAL_SEED_OFFSET
-    with make_envs(run_cfg, num_envs=1, seed=seed, render=video is not None) as envs:
-        agent = Agent(obs_shapes(envs), envs.action_space, agent_cfg)
-        agent.load_state_dict(state["agent"])
+    with loaded_run(logdir, render=video is not None) as (run_cfg, agent, envs, counters):
 
         def record(row: dict[str, np.ndarray]) -> None:  # image observations, else rendered frames
             frames.append(row["image"][0] if "image" in row else envs.render())
@@ -92,7 +105,7 @@ def evaluate(
     returns = [e["episode/return"] for e in stats]
     return {
         "env": run_cfg.env,
-        "env_steps": int(state["counters"]["env_steps"]),
+        "env_steps": int(counters["env_steps"]),
         "episodes": episodes,
         "return_mean": float(np.mean(returns)),
         "return_std": float(np.std(returns)),
