@@ -47,12 +47,7 @@ def test_conv_encoder_decoder_shapes_and_mse():
     assert torch.allclose(dec.loss(feat, img), expected)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only add overhead on a shared CPU
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_twohot_head_starts_at_zero_and_learns_a_large_target():

@@ -69,12 +69,7 @@ def test_bad_observation_spaces():
         WorldModel({"image": (32, 32, 3)}, 2, TINY, LossConfig())
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threading only adds overhead
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_loss_halves_on_a_fixed_batch_of_a_deterministic_toy_env():
