@@ -11,6 +11,10 @@ Pipeline (`build_examples`):
 4. quality labels and value targets are computed per whole dialogue (`dialogue.labels`),
    then the dialogue is cut into windows of ``max_steps`` exchanges; each window starts
    from the initial latent state (``is_first``).
+
+When the encoder is fine-tuned (``model.encoder.trainable``), the cached embeddings are
+only used for the proxy labels; `make_batch` adds the windows' turns as word pieces and
+the model re-embeds them in its forward pass (`embed_turns`), with gradients.
 """
 
 from __future__ import annotations
@@ -186,3 +190,37 @@ def collate(examples: list[Example], embeddings: Tensor) -> dict[str, Tensor]:
     batch["user_ids"] = _pad_ids([e.user_ids for e in examples], steps)
     batch["assistant_ids"] = _pad_ids([e.assistant_ids for e in examples], steps)
     return batch
+
+
+def make_batch(
+    examples: list[Example], data: StepData, encoder: TurnEncoder | None = None
+) -> dict[str, Tensor]:
+    """`collate`, plus, for a trainable ``encoder``, the windows' distinct turns as word pieces.
+
+    Added keys: ``turn_input_ids`` / ``turn_attention_mask`` ``[R, L]`` (R distinct turns) and
+    ``user_rows`` / ``assistant_rows`` ``[B, T]`` indexing them (-1: no turn).
+    """
+    batch = collate(examples, data.embeddings)
+    if encoder is None or not encoder.trainable:
+        return batch
+    rows = sorted({r for e in examples for r in (*e.user_rows, *e.assistant_rows) if r >= 0})
+    local = {r: i for i, r in enumerate(rows)}
+    for key in ("user_rows", "assistant_rows"):
+        index = torch.full(batch["valid"].shape, -1, dtype=torch.long)
+        for b, e in enumerate(examples):
+            index[b, : len(e.user_rows)] = torch.tensor([local.get(r, -1) for r in getattr(e, key)])
+        batch[key] = index
+    tokens = encoder.tokenize([data.texts[r] for r in rows])
+    batch["turn_input_ids"] = tokens["input_ids"].cpu()
+    batch["turn_attention_mask"] = tokens["attention_mask"].cpu()
+    return batch
+
+
+def embed_turns(encoder: TurnEncoder, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``user_emb`` / ``assistant_emb`` ``[B, T, E]`` re-embedded from a `make_batch` batch's word pieces."""
+    table = encoder.encode_tokens(batch["turn_input_ids"], batch["turn_attention_mask"])[0]
+    out = {}
+    for name in ("user", "assistant"):
+        rows = batch[f"{name}_rows"]
+        out[f"{name}_emb"] = table[rows.clamp_min(0)] * (rows >= 0).unsqueeze(-1).to(table.dtype)
+    return out

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dialogue.batching import StepData, collate
+from dialogue.batching import StepData, embed_turns, make_batch
 from dialogue.bpe import PAD_ID
 from dialogue.decoder import ROLE_IDS
 from dialogue.model import seeded
@@ -34,7 +34,7 @@ def evaluate(
     model: Any, data: StepData, batch_size: int = 32, negatives: int = 9, seed: int = 0
 ) -> dict[str, float]:
     """Dev metrics of ``model`` on ``data`` (see the module docstring). Returns floats."""
-    was_training = model.training
+    was_training, device = model.training, next(model.parameters()).device
     model.eval()
     preds, targets, last_turn, prev_user, owner = [], [], [], [], []
     nll = {"user": 0.0, "assistant": 0.0}
@@ -42,23 +42,25 @@ def evaluate(
     with seeded(seed):
         for start in range(0, len(data), batch_size):
             chunk = data.examples[start : start + batch_size]
-            b = collate(chunk, data.embeddings)
+            b = {k: v.to(device) for k, v in make_batch(chunk, data, model.encoder).items()}
+            if "turn_input_ids" in b:  # a fine-tuned encoder embeds the turns itself
+                b.update(embed_turns(model.encoder, b))
             action = model.act_proj(b["assistant_emb"])
             prev = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
             post, prior = model.rssm.observe(model.obs_proj(b["user_emb"]), prev, b["is_first"])
             feat_prior, feat_post = model.rssm.feat(prior), model.rssm.feat(post)
             follows = b["valid"][:, 1:] & b["has_response"][:, :-1]
-            last_turn.append(b["assistant_emb"][:, :-1][follows])
-            prev_user.append(b["user_emb"][:, :-1][follows])
-            feat_next = feat_prior[:, 1:][follows]
-            preds.append(model.user_prediction(feat_next, prev_user[-1], last_turn[-1]))
-            targets.append(b["user_emb"][:, 1:][follows])
-            owner.append((torch.arange(len(chunk)) + start)[:, None].expand_as(follows)[follows])
+            last, prev_u = b["assistant_emb"][:, :-1][follows], b["user_emb"][:, :-1][follows]
+            preds.append(model.user_prediction(feat_prior[:, 1:][follows], prev_u, last).cpu())
+            last_turn.append(last.cpu())
+            prev_user.append(prev_u.cpu())
+            targets.append(b["user_emb"][:, 1:][follows].cpu())
+            owner.append((torch.arange(len(chunk)) + start)[:, None].expand_as(follows)[follows.cpu()])
             for role, feat, mask, ids in (
                 ("user", feat_prior, b["valid"], b["user_ids"]),
                 ("assistant", feat_post, b["has_response"], b["assistant_ids"]),
             ):
-                roles = torch.full((int(mask.sum()),), ROLE_IDS[role], dtype=torch.long)
+                roles = torch.full((int(mask.sum()),), ROLE_IDS[role], dtype=torch.long, device=device)
                 nll[role] += float(model.decoder.surprisal(feat[mask], roles, ids[mask]).sum())
                 tokens[role] += int((ids[mask] != PAD_ID).sum())
     pred, target, owner_t = torch.cat(preds), torch.cat(targets), torch.cat(owner)

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dialogue.batching import embed_turns
 from dialogue.bpe import encode_turns
 from dialogue.config import DialogueConfig
 from dialogue.data.formats import MalformedRecord, normalise_record
@@ -100,7 +101,10 @@ class DialogueWorldModel(nn.Module):
 
     # ------------------------------------------------------------------ training
     def forward(self, batch: Mapping[str, Tensor]) -> DialogueLosses:
-        """Training losses on a batch of windows; see `dialogue.losses.world_model_losses`."""
+        """Training losses (`dialogue.losses.world_model_losses`). Word pieces in the batch
+        (`dialogue.batching.make_batch`) are re-embedded first, so a trainable encoder learns."""
+        if "turn_input_ids" in batch:
+            batch = {**batch, **embed_turns(self.encoder, batch)}
         return world_model_losses(self, batch)
 
     def user_prediction(self, feat: Tensor, prev_user: Tensor, prev_assistant: Tensor) -> Tensor:

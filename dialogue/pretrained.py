@@ -64,11 +64,12 @@ def save_pretrained(model, path: str | Path) -> Path:
     return path
 
 
-def _check_encoder(saved: dict, encoder: TurnEncoder, path: Path) -> None:
+def _check_encoder(saved: dict, encoder: TurnEncoder, path: Path, keys: tuple[str, ...] = ()) -> None:
+    """Raise EncoderMismatchError unless ``encoder``'s fingerprint matches (on ``keys``; all if empty)."""
     current = encoder.fingerprint()
     bad = [
         f"{k}: checkpoint={saved.get(k)!r} given={current.get(k)!r}"
-        for k in sorted(saved)
+        for k in sorted(keys or saved)
         if saved.get(k) != current.get(k)
     ]
     if bad:
@@ -110,9 +111,13 @@ def load_pretrained(
         encoder = TurnEncoder(
             config.encoder.name, config.encoder.trainable, config.encoder.max_length
         )
-    _check_encoder(meta.get("encoder_fingerprint", {}), encoder, path)
+    # A fine-tuned encoder's weights are in the file: check its architecture now, its weights after loading.
+    saved, fine_tuned = meta.get("encoder_fingerprint", {}), any(k.startswith("encoder.") for k in weights)
+    _check_encoder(saved, encoder, path, ("name", "hidden_size", "vocab_size") if fine_tuned else ())
     model = DialogueWorldModel(config, tokenizer=tokenizer, encoder=encoder)
     result = model.load_state_dict(weights, strict=False)
+    if fine_tuned:
+        _check_encoder(saved, model.encoder, path)
     unexpected = list(result.unexpected_keys)
     missing_keys = [k for k in result.missing_keys if not k.startswith("encoder.")]
     if unexpected or missing_keys:

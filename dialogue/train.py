@@ -3,10 +3,11 @@
 ``arrcoc train --data FILE_OR_NAME --output DIR [--max-steps N] [key=value ...]`` runs
 `train`. One process or many (``accelerate launch``/``torchrun``): Accelerate places the
 model, wraps it for data parallelism and accumulates gradients. The frozen encoder's turn
-embeddings are computed once and cached (``DIR/cache``). The data order is a seeded
-permutation per epoch, split across ranks, so a run resumed from ``DIR/checkpoints/last.safetensors``
-(model, optimiser, position, RNG) continues exactly where it stopped. Metrics go to
-``DIR/metrics.jsonl`` and TensorBoard; the dev split is evaluated after each epoch; the
+embeddings are computed once and cached (``DIR/cache``); with ``model.encoder.trainable=true``
+the encoder is fine-tuned (learning rate ``encoder_lr``) and re-embeds each batch's turns.
+The data order is a seeded permutation per epoch, split across ranks, so a run resumed
+from ``DIR/checkpoints/last.safetensors`` (model, optimiser, position, RNG) continues exactly where it
+stopped. Metrics go to ``DIR/metrics.jsonl`` and TensorBoard; the dev split is evaluated after each epoch; the
 final model is saved to ``DIR/model`` (`DialogueWorldModel.from_pretrained`).
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 
 import torch
 
-from dialogue.batching import StepData, build_examples, collate
+from dialogue.batching import StepData, build_examples, make_batch
 from dialogue.bpe import train_bpe
 from dialogue.config import DialogueConfig
 from dialogue.data import load_dialogues
@@ -55,6 +56,7 @@ class TrainConfig:
     batch_size: int = 16  # windows per process per micro-batch
     grad_accum: int = 1
     lr: float = 1e-3
+    encoder_lr: float = 2e-5  # fine-tuning rate of a trainable encoder (model.encoder.trainable)
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     epochs: int = 1
@@ -65,9 +67,8 @@ class TrainConfig:
     threads: int = 0  # torch threads per process; 0: leave torch's default
     cache_dir: str = ""  # embedding cache; "": OUTPUT/cache
     eval_dev: bool = True
-    mixed_precision: str = (
-        ""  # "no", "fp16", "bf16" (GPU); "": from `accelerate launch` / its config
-    )
+    # "no", "fp16" (GPU), "bf16" (GPU or CPU autocast); "": from `accelerate launch` / its config
+    mixed_precision: str = ""
 
 
 def _load_split(cfg: TrainConfig, split: str, limit: int) -> Any:
@@ -108,11 +109,6 @@ def train(cfg: TrainConfig, output: str | Path) -> dict[str, float]:
         torch.set_num_threads(cfg.threads)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.model.encoder.trainable:
-        raise ValueError(
-            "arrcoc train caches the frozen encoder's turn embeddings; model.encoder.trainable=true "
-            "is not supported here (fine-tune the TurnEncoder in your own loop)"
-        )
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.grad_accum,
         mixed_precision=cfg.mixed_precision or None,
@@ -134,8 +130,11 @@ def train(cfg: TrainConfig, output: str | Path) -> dict[str, float]:
             dev = build_examples(dev_dialogues, encoder, bpe, m, cache, cfg.max_turns, show)
     seed_everything(cfg.seed)
     model = DialogueWorldModel(m, tokenizer=bpe, encoder=encoder)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not n.startswith("encoder.")]},
+        {"params": [p for p in model.encoder.parameters() if p.requires_grad], "lr": cfg.encoder_lr},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
     return _loop(cfg, out, accelerator, model, optimizer, data, dev)
 
@@ -143,10 +142,11 @@ def train(cfg: TrainConfig, output: str | Path) -> dict[str, float]:
 def _state(
     cfg: TrainConfig, accelerator: Any, model: Any, optimizer: Any, pos: dict[str, int]
 ) -> dict:
+    keep_encoder = cfg.model.encoder.trainable
     weights = {
         k: v
         for k, v in accelerator.unwrap_model(model).state_dict().items()
-        if not k.startswith("encoder.")
+        if keep_encoder or not k.startswith("encoder.")
     }
     return {"model": weights, "optim": optimizer.state_dict(), "pos": dict(pos), "rng": rng_state()}
 
@@ -176,6 +176,7 @@ def _loop(
     dev: StepData | None,
 ) -> dict[str, float]:
     world, rank = accelerator.num_processes, accelerator.process_index
+    encoder = accelerator.unwrap_model(model).encoder
     per_epoch = len(data) // (cfg.batch_size * world)
     if per_epoch < cfg.grad_accum:
         raise ValueError(
@@ -196,10 +197,8 @@ def _loop(
     model.train()
     while pos["step"] < total:
         rows = _batch_indices(cfg, len(data), pos["epoch"], pos["micro"], rank, world)
-        batch = {
-            k: v.to(accelerator.device)
-            for k, v in collate([data.examples[i] for i in rows], data.embeddings).items()
-        }
+        examples = [data.examples[i] for i in rows]
+        batch = {k: v.to(accelerator.device) for k, v in make_batch(examples, data, encoder).items()}
         with accelerator.accumulate(model):
             result = model(batch)
             accelerator.backward(result.loss)
