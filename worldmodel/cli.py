@@ -63,6 +63,9 @@ def evaluate(
     planner: str = typer.Option(
         "policy", help="how to act: policy (the learned actor), or plan with shooting, cem, mppi, mcts"
     ),
+    planner_opt: list[str] = typer.Option(
+        None, "--planner-opt", help="planner setting key=value, repeatable (e.g. horizon=12)"
+    ),
 ) -> None:
     """Evaluate a run's latest checkpoint; prints one JSON line with mean/std return."""
     import json
@@ -70,7 +73,8 @@ def evaluate(
     from worldmodel.evaluate import evaluate as run_eval
 
     try:
-        result = run_eval(logdir, episodes=episodes, video=video, planner=planner)
+        options = planner_opt or []
+        result = run_eval(logdir, episodes=episodes, video=video, planner=planner, planner_options=options)
     except ValueError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None

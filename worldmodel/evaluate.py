@@ -14,7 +14,7 @@ register their factory here to become available as ``--planner NAME``.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ import torch
 
 from worldmodel.checkpoint import atomic_write_bytes, load_checkpoint
 from worldmodel.envs import EnvError
-from worldmodel.planning.dreamer import PLANNER_ACTORS
+from worldmodel.planning.dreamer import PLANNER_ACTORS, planner_actor
 from worldmodel.run import seed_everything
 from worldmodel.train import (
     CHECKPOINT,
@@ -80,17 +80,26 @@ def loaded_run(logdir: str | Path, render: bool = False) -> Iterator[tuple[Any, 
 
 
 def evaluate(
-    logdir: str | Path, episodes: int = 10, video: str | Path | None = None, planner: str = "policy"
+    logdir: str | Path,
+    episodes: int = 10,
+    video: str | Path | None = None,
+    planner: str = "policy",
+    planner_options: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Play ``episodes`` episodes with the run's latest checkpoint.
 
+    ``planner_options`` are ``key=value`` settings of the planner's config (e.g.
+    ``["horizon=12", "num_samples=256"]`` for CEM; `worldmodel.planning`).
     Returns ``{"env", "env_steps", "episodes", "return_mean", "return_std", "length_mean",
-    "planner"}``.
+    "planner", "planner_options"}``.
     """
     if episodes < 1:
         raise EnvError(f"episodes must be >= 1, got {episodes}")
     if planner not in ACTORS:
         raise EnvError(f"unknown planner '{planner}'; choose one of {', '.join(ACTORS)}")
+    if planner_options and planner not in PLANNER_ACTORS:
+        raise EnvError(f"planner options apply to {', '.join(PLANNER_ACTORS)}, not to {planner!r}")
+    make_act = planner_actor(planner, list(planner_options)) if planner_options else ACTORS[planner]
     frames: list[np.ndarray] = []
     with loaded_run(logdir, render=video is not None) as (run_cfg, agent, envs, counters):
 
@@ -98,7 +107,7 @@ def evaluate(
             frames.append(row["image"][0] if "image" in row else envs.render())
 
         stats = play_episodes(
-            agent, envs, episodes, act=ACTORS[planner](agent), record=record if video is not None else None
+            agent, envs, episodes, act=make_act(agent), record=record if video is not None else None
         )
     if video is not None:
         write_video(video, frames)
@@ -111,4 +120,5 @@ def evaluate(
         "return_std": float(np.std(returns)),
         "length_mean": float(np.mean([e["episode/length"] for e in stats])),
         "planner": planner,
+        "planner_options": list(planner_options),
     }

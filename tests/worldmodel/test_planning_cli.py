@@ -48,3 +48,18 @@ def test_eval_with_a_planner(run_dir, planner) -> None:
     assert cli.exit_code == 0, cli.output
     result = json.loads(cli.output.strip().splitlines()[-1])
     assert result["planner"] == planner and result["return_mean"] >= 1
+
+
+def test_eval_sets_planner_options_and_rejects_bad_ones(run_dir) -> None:
+    args = ["eval", "--logdir", str(run_dir), "--episodes", "1", "--planner", "cem"]
+    opts = ["--planner-opt", "horizon=3", "--planner-opt", "iterations=2"]
+    cli = CliRunner().invoke(app, args + opts)
+    assert cli.exit_code == 0, cli.output
+    assert json.loads(cli.output.strip().splitlines()[-1])["planner_options"] == ["horizon=3", "iterations=2"]
+    cli = CliRunner().invoke(app, args + ["--planner-opt", "horizn=3"])
+    assert cli.exit_code == 2 and "horizn" in cli.output and "horizon" in cli.output
+    cli = CliRunner().invoke(app, args + ["--planner-opt", "num_elites=0"])
+    assert cli.exit_code == 2 and "num_elites=0" in cli.output
+    policy = ["eval", "--logdir", str(run_dir), "--planner-opt", "horizon=3"]
+    cli = CliRunner().invoke(app, policy)
+    assert cli.exit_code == 2 and "not to 'policy'" in cli.output
