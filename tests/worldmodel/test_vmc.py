@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from worldmodel.checkpoint import load_checkpoint
 from worldmodel.vmc import (
@@ -131,6 +132,36 @@ def test_dream_stops_at_done() -> None:
         mdn, LinearController(6, 1), torch.zeros(2, 7), torch.zeros(3, 2), lambda o: o, 50, 1.0
     )
     assert ret.tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("done_logit", [-0.4, 0.4])
+def test_dream_ends_where_done_probability_exceeds_one_half(done_logit) -> None:
+    mdn = MDNRNN(z_dim=2, action_dim=1, hidden=4, mixtures=1).eval()
+    with torch.no_grad():
+        mdn.done.weight.zero_()
+        mdn.done.bias.fill_(done_logit)  # p(done) = 0.40 or 0.60 at every step
+        mdn.reward.weight.zero_()
+        mdn.reward.bias.fill_(1.0)
+    args = (mdn, LinearController(6, 1), torch.zeros(1, 7), torch.zeros(200, 2), lambda o: o, 50, 1.0)
+    threshold = dream_returns(*args)
+    assert threshold.item() == (50.0 if done_logit < 0 else 1.0)  # the paper: done iff logit > 0
+    torch.manual_seed(0)
+    sampled = dream_returns(*args, sample_done=True)  # geometric: mean 1 / p(done)
+    p = torch.tensor(done_logit).sigmoid().item()
+    assert sampled.item() == pytest.approx(1 / p, rel=0.2)
+
+
+def test_done_weight_is_the_bce_positive_weight() -> None:
+    torch.manual_seed(0)
+    mdn = MDNRNN(z_dim=2, action_dim=1, hidden=4, mixtures=1)
+    z, action, reward = torch.randn(1, 3, 2), torch.randn(1, 3, 1), torch.zeros(1, 3)
+    done, mask = torch.tensor([[0.0, 0.0, 1.0]]), torch.ones(1, 3)
+    _, plain = mdn.loss(z, action, z, reward, done, mask)
+    _, weighted = mdn.loss(z, action, z, reward, done, mask, done_weight=10.0)
+    logit = mdn(z, action)[4][0]
+    by_hand = (-F.logsigmoid(-logit[:2]).sum() - 10.0 * F.logsigmoid(logit[2])) / 3
+    assert weighted["mdn/done_bce"] == pytest.approx(by_hand.item(), rel=1e-5)
+    assert weighted["mdn/done_bce"] > plain["mdn/done_bce"]
 
 
 def test_sequence_chunks_pad_and_mask() -> None:

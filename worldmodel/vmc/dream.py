@@ -1,9 +1,12 @@
 """Evolve the controller entirely inside the dream (the MDN-RNN), with CMA-ES.
 
 The dream starts from latent codes of real first frames, feeds the controller's action
-to the MDN-RNN, samples the next ``z`` at temperature ``tau`` and the "done" flag from
-the predicted probability, and sums the predicted rewards while the dream episode is
-alive. All candidates of a CMA-ES generation and all their rollouts form one batch.
+to the MDN-RNN, samples the next ``z`` at temperature ``tau``, and sums the predicted
+rewards while the dream episode is alive. It ends where M predicts "done" with
+probability above 1/2, as in Ha & Schmidhuber's VizDoom dream (``sample_done``: draw the
+flag from the probability instead, which makes every step a coin flip of the rare event
+and dream episodes far shorter than real ones). All candidates of a CMA-ES generation and
+all their rollouts form one batch.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class DreamConfig:
     seed: int = 0
     eval_every: int = 5  # generations between evaluations of the distribution mean ...
     eval_rollouts: int = 32  # ... on this many dream rollouts; the best one evaluated is returned
+    sample_done: bool = False  # False: done when p(done) > 0.5 (the paper); True: done ~ Bernoulli(p)
 
 
 @torch.no_grad()
@@ -47,6 +51,7 @@ def dream_returns(
     action_map: ActionMap,
     horizon: int,
     tau: float,
+    sample_done: bool = False,
 ) -> Tensor:
     """Mean dream return of each candidate controller.
 
@@ -54,6 +59,7 @@ def dream_returns(
         params: ``[P, n]`` controller parameters.
         start_z: ``[M, Z]`` initial latent codes; candidate ``p`` runs one rollout from each.
         action_map: controller outputs ``[N, out]`` -> the action vectors ``[N, A]`` M was trained on.
+        sample_done: draw "done" from M's probability (default: done when it exceeds 0.5).
     Returns:
         ``[P]`` returns averaged over the ``M`` rollouts.
     """
@@ -68,7 +74,8 @@ def dream_returns(
         action = action_map(controller(params, features).reshape(pop * rollouts, -1))
         z, reward, done_prob, h, state = mdn.step(z, action, state, tau)
         total = total + alive * reward
-        alive = alive * (torch.rand_like(done_prob) >= done_prob).float()
+        done = torch.rand_like(done_prob) < done_prob if sample_done else done_prob > 0.5
+        alive = alive * (~done).float()
         if not alive.any():
             break
     return total.reshape(pop, rollouts).mean(1)
@@ -98,9 +105,8 @@ def evolve_controller(
 
     def score(params: np.ndarray, rollouts: int) -> Tensor:
         params = torch.as_tensor(np.atleast_2d(params), dtype=torch.float32)
-        return dream_returns(
-            mdn, controller, params, starts(rollouts), action_map, config.horizon, config.tau
-        )
+        dream = (action_map, config.horizon, config.tau, config.sample_done)
+        return dream_returns(mdn, controller, params, starts(rollouts), *dream)
 
     history, best, best_score = [], np.zeros(controller.num_params), -float("inf")
     for gen in progress(range(config.generations), desc="CMA-ES in the dream"):

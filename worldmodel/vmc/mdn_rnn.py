@@ -64,17 +64,29 @@ class MDNRNN(nn.Module):
         return logpi, mu, logsigma, self.reward(out).squeeze(-1), self.done(out).squeeze(-1), out, state
 
     def loss(
-        self, z: Tensor, action: Tensor, next_z: Tensor, reward: Tensor, done: Tensor, mask: Tensor
+        self,
+        z: Tensor,
+        action: Tensor,
+        next_z: Tensor,
+        reward: Tensor,
+        done: Tensor,
+        mask: Tensor,
+        done_weight: float = 1.0,
     ) -> tuple[Tensor, dict[str, float]]:
         """Masked mean over steps of ``NLL / Z + MSE(reward) + BCE(done)``.
 
         ``z, next_z [B, T, Z]``, ``action [B, T, A]``, ``reward, done, mask [B, T]``.
+        ``done_weight`` scales the BCE of the rare done steps (``pos_weight``; the paper's
+        ``restart_factor`` is 10).
         """
         logpi, mu, logsigma, reward_pred, done_logit, _, _ = self(z, action)
         weight = mask.float() / mask.float().sum().clamp(min=1.0)
         nll = (mdn_nll(logpi, mu, logsigma, next_z) / self.z_dim * weight).sum()
         mse = ((reward_pred - reward).pow(2) * weight).sum()
-        bce = (F.binary_cross_entropy_with_logits(done_logit, done.float(), reduction="none") * weight).sum()
+        pos_weight = torch.tensor(done_weight, device=done_logit.device)
+        bce = F.binary_cross_entropy_with_logits(done_logit, done.float(), reduction="none",
+                                                 pos_weight=pos_weight)
+        bce = (bce * weight).sum()
         return nll + mse + bce, {
             "mdn/nll": nll.item(),
             "mdn/reward_mse": mse.item(),

@@ -54,6 +54,7 @@ class VMCConfig:
     mdn_seq_len: int = 100
     mdn_batch: int = 16
     mdn_lr: float = 1e-3
+    done_weight: float = 10.0  # BCE weight of done steps in M's loss (the paper's restart_factor)
     eval_episodes: int = 5
     threads: int = 1
     vae_init: str = ""  # a vmc.safetensors whose V starts step 2 (vae_epochs=0: use it as is)
@@ -171,6 +172,7 @@ def train_mdn(chunks: dict[str, torch.Tensor], action_dim: int, cfg: VMCConfig) 
                 chunks["rewards"][idx],
                 chunks["dones"][idx],
                 chunks["mask"][idx],
+                cfg.done_weight,
             )
             optim.zero_grad()
             loss.backward()
@@ -248,18 +250,9 @@ def run_vmc(cfg: VMCConfig, logdir: str | Path, env: Any = None) -> dict[str, An
         start_z = torch.stack([mu[0] for mu, _ in latents])
         best, dream_history = evolve_controller(mdn, controller, start_z, env.action_map, cfg.dream)
         params = torch.as_tensor(best, dtype=torch.float32)
-        final_dream = dream_returns(
-            mdn, controller, params[None], start_z, env.action_map, cfg.dream.horizon, cfg.dream.tau
-        )
-        zero_dream = dream_returns(
-            mdn,
-            controller,
-            torch.zeros(1, controller.num_params),
-            start_z,
-            env.action_map,
-            cfg.dream.horizon,
-            cfg.dream.tau,
-        )
+        dream = (start_z, env.action_map, cfg.dream.horizon, cfg.dream.tau, cfg.dream.sample_done)
+        final_dream = dream_returns(mdn, controller, params[None], *dream)
+        zero_dream = dream_returns(mdn, controller, torch.zeros(1, controller.num_params), *dream)
         lap("4_evolve_C_in_dream")
         save_checkpoint(
             logdir / "vmc.safetensors",
