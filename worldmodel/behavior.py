@@ -102,7 +102,10 @@ class Actor(nn.Module):
         self.mlp = MLP(feat_dim, out, model.units, model.ac_layers)
 
     def dist(self, feat: Tensor) -> torch.distributions.Distribution:
-        out = self.mlp(feat)
+        return self.dist_from(self.mlp(feat))
+
+    def dist_from(self, out: Tensor) -> torch.distributions.Distribution:
+        """The distribution for MLP outputs ``out [..., A or 2A]``."""
         if self.spec.discrete:
             return Categorical(logits=unimix_logits(out, self.cfg.actor_unimix))
         mean, std = out.chunk(2, -1)
@@ -170,8 +173,9 @@ class ActorCritic(nn.Module):
 
         states, actions = wm.rssm.imagine(dict(start), policy, horizon)
         feat = wm.rssm.feat(states)
-        reward = F.pad(wm.reward.mean(feat[:, 1:]), (1, 0))  # no reward is predicted for the start
-        cont = torch.cat([start_cont.unsqueeze(1).to(feat.dtype), wm.cont.prob(feat[:, 1:])], 1)
+        # Heads run on all H+1 steps and are sliced after: cheaper than copying feat[:, 1:].
+        reward = F.pad(wm.reward.mean(feat)[:, 1:], (1, 0))  # no reward is predicted for the start
+        cont = torch.cat([start_cont.unsqueeze(1).to(feat.dtype), wm.cont.prob(feat)[:, 1:]], 1)
         return {"feat": feat, "action": actions, "sample": torch.stack(samples, 1), "reward": reward,
                 "cont": cont}
 
@@ -197,8 +201,8 @@ class ActorCritic(nn.Module):
             weight = torch.cumprod(cfg.gamma * cont[:, :-1], 1) / cfg.gamma  # [N, H]
             self.retnorm.update(ret)
             adv = (ret - value[:, :-1]) / self.retnorm.scale()
-            slow_target = self.slow_critic.mean(feat[:, :-1])
-        dist = self.actor.dist(feat[:, :-1])
+            slow_target = self.slow_critic.mean(feat)[:, :-1]
+        dist = self.actor.dist_from(self.actor.mlp(feat)[:, :-1])
         logp = self.actor.log_prob(dist, traj.get("sample", traj["action"]))
         entropy = dist.entropy()
         actor_loss = -(weight * (logp * adv + cfg.entropy * entropy)).mean()

@@ -52,17 +52,22 @@ class TwoHot(nn.Module):
     def num_bins(self) -> int:
         return self.bins.numel()
 
-    def encode(self, y: Tensor) -> Tensor:
-        """Two-hot target weights. ``y [...]`` -> ``[..., K]`` summing to 1 per row."""
+    def neighbours(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The two bins around each target and the upper one's weight: ``below``, ``above``
+        (bin indices ``[...]``, ``above = below + 1``) and ``w_hi [...]`` in [0, 1]."""
         x = symlog(y) if self.transform else y
         bins = self.bins
         x = x.clamp(bins[0], bins[-1])
         above = torch.searchsorted(bins, x.detach().contiguous(), right=True).clamp(1, len(bins) - 1)
         below = above - 1
         lo, hi = bins[below], bins[above]
-        w_hi = (x - lo) / (hi - lo)
-        target = F.one_hot(below, len(bins)) * (1 - w_hi).unsqueeze(-1)
-        return target + F.one_hot(above, len(bins)) * w_hi.unsqueeze(-1)
+        return below, above, (x - lo) / (hi - lo)
+
+    def encode(self, y: Tensor) -> Tensor:
+        """Two-hot target weights. ``y [...]`` -> ``[..., K]`` summing to 1 per row."""
+        below, above, w_hi = self.neighbours(y)
+        target = F.one_hot(below, len(self.bins)) * (1 - w_hi).unsqueeze(-1)
+        return target + F.one_hot(above, len(self.bins)) * w_hi.unsqueeze(-1)
 
     def decode(self, logits: Tensor) -> Tensor:
         """Expected value of the bins under ``softmax(logits)``. ``[..., K]`` -> ``[...]``."""
@@ -74,9 +79,16 @@ class TwoHot(nn.Module):
         return symexp(x) if self.transform else x
 
     def loss(self, logits: Tensor, y: Tensor) -> Tensor:
-        """Cross-entropy of ``logits [..., K]`` against the two-hot code of ``y [...]`` -> ``[...]``."""
-        target = self.encode(y).detach()
-        return -(target * logits.log_softmax(-1)).sum(-1)
+        """Cross-entropy of ``logits [..., K]`` against the two-hot code of ``y [...]`` -> ``[...]``.
+
+        Equal to ``-(encode(y) * log_softmax(logits)).sum(-1)``, but reads only the two
+        non-zero bins of the code instead of materialising ``[..., K]`` targets.
+        """
+        below, above, w_hi = (t.detach() for t in self.neighbours(y))
+        logp = logits.log_softmax(-1)
+        lo = logp.gather(-1, below.unsqueeze(-1)).squeeze(-1)
+        hi = logp.gather(-1, above.unsqueeze(-1)).squeeze(-1)
+        return -((1 - w_hi) * lo + w_hi * hi)
 
 
 def lambda_return(

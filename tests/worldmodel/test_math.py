@@ -51,6 +51,19 @@ def test_twohot_default_bins_roundtrip_and_clamp():
     assert th.encode(torch.tensor(1e30))[-1].item() == pytest.approx(1.0)
 
 
+def test_twohot_loss_equals_dense_cross_entropy_on_default_bins():
+    th = TwoHot()
+    torch.manual_seed(0)
+    logits = torch.randn(4, 3, 255, requires_grad=True)
+    y = torch.tensor([-1e6, -3.0, -0.2, 0.0, 0.7, 5.0, 42.0, 1e4, 1e30, 0.01, -7.5, 2.0]).reshape(4, 3)
+    dense = -(th.encode(y) * logits.log_softmax(-1)).sum(-1)
+    fast = th.loss(logits, y)
+    assert torch.allclose(fast, dense, atol=1e-5)
+    (g_dense,) = torch.autograd.grad(dense.sum(), logits)
+    (g_fast,) = torch.autograd.grad(fast.sum(), logits)
+    assert torch.allclose(g_fast, g_dense, atol=1e-6)
+
+
 def test_lambda_return_three_steps_with_terminal_in_the_middle():
     reward = torch.tensor([[1.0, 2.0, 3.0]])
     cont = torch.tensor([[1.0, 0.0, 1.0]])
