@@ -146,9 +146,13 @@ def test_dream_ends_where_done_probability_exceeds_one_half(done_logit) -> None:
     threshold = dream_returns(*args)
     assert threshold.item() == (50.0 if done_logit < 0 else 1.0)  # the paper: done iff logit > 0
     torch.manual_seed(0)
-    sampled = dream_returns(*args, sample_done=True)  # geometric: mean 1 / p(done)
+    sampled = dream_returns(*args, done="sample")  # geometric: mean 1 / p(done)
     p = torch.tensor(done_logit).sigmoid().item()
     assert sampled.item() == pytest.approx(1 / p, rel=0.2)
+    expected = dream_returns(*args, done="expected")  # sum_{t<50} (1 - p)^t, no sampling
+    assert expected.item() == pytest.approx((1 - (1 - p) ** 50) / p, rel=1e-5)
+    with pytest.raises(ValueError, match="done='coin'"):
+        dream_returns(*args, done="coin")
 
 
 def test_done_weight_is_the_bce_positive_weight() -> None:

@@ -2,11 +2,15 @@
 
 The dream starts from latent codes of real first frames, feeds the controller's action
 to the MDN-RNN, samples the next ``z`` at temperature ``tau``, and sums the predicted
-rewards while the dream episode is alive. It ends where M predicts "done" with
-probability above 1/2, as in Ha & Schmidhuber's VizDoom dream (``sample_done``: draw the
-flag from the probability instead, which makes every step a coin flip of the rare event
-and dream episodes far shorter than real ones). All candidates of a CMA-ES generation and
-all their rollouts form one batch.
+rewards while the dream episode is alive. ``done`` says how M's done probability p ends it:
+
+* ``threshold`` (Ha & Schmidhuber's VizDoom dream): the episode ends once p > 1/2;
+* ``sample``: it ends with probability p at each step (a coin flip of a rare event at
+  every step: far shorter and noisier dream episodes than real ones);
+* ``expected``: no coin flips; each reward is weighted by the predicted probability of
+  being alive, ``prod (1 - p)`` (as Dreamer weights imagined rewards by continues).
+
+All candidates of a CMA-ES generation and all their rollouts form one batch.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from worldmodel.vmc.controller import LinearController
 from worldmodel.vmc.mdn_rnn import MDNRNN
 
 ActionMap = Callable[[Tensor], Tensor]
+DONE_MODES = ("threshold", "sample", "expected")
 
 
 @dataclass
@@ -39,7 +44,7 @@ class DreamConfig:
     seed: int = 0
     eval_every: int = 5  # generations between evaluations of the distribution mean ...
     eval_rollouts: int = 32  # ... on this many dream rollouts; the best one evaluated is returned
-    sample_done: bool = False  # False: done when p(done) > 0.5 (the paper); True: done ~ Bernoulli(p)
+    done: str = "threshold"  # how M's done probability ends a dream: threshold, sample, expected
 
 
 @torch.no_grad()
@@ -51,7 +56,7 @@ def dream_returns(
     action_map: ActionMap,
     horizon: int,
     tau: float,
-    sample_done: bool = False,
+    done: str = "threshold",
 ) -> Tensor:
     """Mean dream return of each candidate controller.
 
@@ -59,10 +64,12 @@ def dream_returns(
         params: ``[P, n]`` controller parameters.
         start_z: ``[M, Z]`` initial latent codes; candidate ``p`` runs one rollout from each.
         action_map: controller outputs ``[N, out]`` -> the action vectors ``[N, A]`` M was trained on.
-        sample_done: draw "done" from M's probability (default: done when it exceeds 0.5).
+        done: ``threshold``, ``sample`` or ``expected`` (see the module docstring).
     Returns:
         ``[P]`` returns averaged over the ``M`` rollouts.
     """
+    if done not in DONE_MODES:
+        raise ValueError(f"dream done={done!r}: choose one of {', '.join(DONE_MODES)}")
     pop, rollouts = params.shape[0], start_z.shape[0]
     z = start_z.repeat(pop, 1)  # row p * M + m
     state = mdn.initial_state(pop * rollouts, z.device)
@@ -74,9 +81,12 @@ def dream_returns(
         action = action_map(controller(params, features).reshape(pop * rollouts, -1))
         z, reward, done_prob, h, state = mdn.step(z, action, state, tau)
         total = total + alive * reward
-        done = torch.rand_like(done_prob) < done_prob if sample_done else done_prob > 0.5
-        alive = alive * (~done).float()
-        if not alive.any():
+        if done == "expected":
+            alive = alive * (1.0 - done_prob)
+        else:
+            ended = torch.rand_like(done_prob) < done_prob if done == "sample" else done_prob > 0.5
+            alive = alive * (~ended).float()
+        if not bool((alive > 1e-6).any()):  # every rollout has ended (or is all but certain to)
             break
     return total.reshape(pop, rollouts).mean(1)
 
@@ -105,7 +115,7 @@ def evolve_controller(
 
     def score(params: np.ndarray, rollouts: int) -> Tensor:
         params = torch.as_tensor(np.atleast_2d(params), dtype=torch.float32)
-        dream = (action_map, config.horizon, config.tau, config.sample_done)
+        dream = (action_map, config.horizon, config.tau, config.done)
         return dream_returns(mdn, controller, params, starts(rollouts), *dream)
 
     history, best, best_score = [], np.zeros(controller.num_params), -float("inf")
