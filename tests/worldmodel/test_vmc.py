@@ -155,6 +155,21 @@ def test_dream_ends_where_done_probability_exceeds_one_half(done_logit) -> None:
         dream_returns(*args, done="coin")
 
 
+def test_weighted_done_is_calibrated_in_the_dream() -> None:
+    mdn = MDNRNN(z_dim=2, action_dim=1, hidden=4, mixtures=1, done_weight=10.0).eval()
+    with torch.no_grad():
+        mdn.done.weight.zero_()
+        mdn.done.bias.fill_(0.4)  # trained with done_weight 10: calibrated p = sigmoid(0.4 - ln 10)
+        mdn.reward.weight.zero_()
+        mdn.reward.bias.fill_(1.0)
+    p = 1 / (1 + 10 * math.exp(-0.4))
+    _, _, done_prob, _, _ = mdn.step(torch.zeros(1, 2), torch.zeros(1, 1), mdn.initial_state(1))
+    assert done_prob.item() == pytest.approx(p, rel=1e-5)
+    args = (mdn, LinearController(6, 1), torch.zeros(1, 7), torch.zeros(4, 2), lambda o: o, 50, 1.0)
+    assert dream_returns(*args).item() == 1.0  # threshold: the weighted logit is positive
+    assert dream_returns(*args, done="expected").item() == pytest.approx((1 - (1 - p) ** 50) / p, rel=1e-5)
+
+
 def test_done_weight_is_the_bce_positive_weight() -> None:
     torch.manual_seed(0)
     mdn = MDNRNN(z_dim=2, action_dim=1, hidden=4, mixtures=1)
@@ -243,3 +258,20 @@ def test_unknown_env() -> None:
 def test_take_cover_action_map() -> None:
     out = torch.tensor([[-0.9], [0.0], [0.5]])
     assert TakeCover.action_map(out).tolist() == [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]
+
+
+def test_take_cover_random_actions_are_held_for_one_to_ten_steps() -> None:
+    stub = type("Stub", (), {"_hold": 0, "action_map": staticmethod(TakeCover.action_map)})()
+    rng, prev, actions = np.random.default_rng(0), None, []
+    for _ in range(2000):
+        prev = TakeCover.random_action(stub, rng, prev)
+        actions.append(tuple(prev))
+    runs, length = [], 1
+    for a, b in zip(actions, actions[1:], strict=False):
+        if a == b:
+            length += 1
+        else:
+            runs.append(length)
+            length = 1
+    # held 1-10 steps (a new draw may repeat the old action, so runs can be longer)
+    assert 3.5 < np.mean(runs) < 12 and set(actions) == {(1.0, 0.0), (0.0, 0.0), (0.0, 1.0)}

@@ -4,7 +4,8 @@ The dream starts from latent codes of real first frames, feeds the controller's 
 to the MDN-RNN, samples the next ``z`` at temperature ``tau``, and sums the predicted
 rewards while the dream episode is alive. ``done`` says how M's done probability p ends it:
 
-* ``threshold`` (Ha & Schmidhuber's VizDoom dream): the episode ends once p > 1/2;
+* ``threshold`` (Ha & Schmidhuber's VizDoom dream): the episode ends once M's done
+  logit, trained with ``done_weight`` w on done steps, is positive: calibrated p > 1/(1+w);
 * ``sample``: it ends with probability p at each step (a coin flip of a rare event at
   every step: far shorter and noisier dream episodes than real ones);
 * ``expected``: no coin flips; each reward is weighted by the predicted probability of
@@ -84,7 +85,8 @@ def dream_returns(
         if done == "expected":
             alive = alive * (1.0 - done_prob)
         else:
-            ended = torch.rand_like(done_prob) < done_prob if done == "sample" else done_prob > 0.5
+            threshold = 1.0 / (1.0 + mdn.done_weight)
+            ended = torch.rand_like(done_prob) < done_prob if done == "sample" else done_prob > threshold
             alive = alive * (~ended).float()
         if not bool((alive > 1e-6).any()):  # every rollout has ended (or is all but certain to)
             break

@@ -77,6 +77,7 @@ class TakeCover:
         self.game.set_screen_format(vizdoom.ScreenFormat.RGB24)
         self.game.init()
         self.frame = np.zeros((64, 64, 3), np.uint8)
+        self._hold = 0  # steps the current random action is still held
 
     def _frame(self) -> np.ndarray:
         if not self.game.is_episode_finished():
@@ -98,7 +99,13 @@ class TakeCover:
         return torch.cat([(out < -1 / 3).float(), (out > 1 / 3).float()], -1)
 
     def random_action(self, rng: np.random.Generator, prev: np.ndarray | None) -> np.ndarray:
-        return self.action_map(torch.tensor([[rng.uniform(-1, 1)]])).numpy()[0]
+        """A uniform random output held for 1-10 steps (as Ha & Schmidhuber's DoomRNN data),
+        so the random rollouts also move far left and right, not only jitter in place."""
+        if prev is None or self._hold <= 0:
+            self._hold = int(rng.integers(1, 11))
+            prev = self.action_map(torch.tensor([[rng.uniform(-1, 1)]])).numpy()[0]
+        self._hold -= 1
+        return prev
 
     def close(self) -> None:
         self.game.close()

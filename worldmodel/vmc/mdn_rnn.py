@@ -39,14 +39,25 @@ class MDNRNN(nn.Module):
 
     Args:
         z_dim: ``Z``; action_dim: ``A``; hidden: LSTM size ``H``; mixtures: ``K``.
+        done_weight: BCE weight of the rare done steps in `loss` (the paper's
+            ``restart_factor``, 10). The weighting multiplies the learned odds of "done" by
+            it, so `step` divides them back out and returns a calibrated probability.
     Shapes: ``forward(z [B, T, Z], a [B, T, A], state)`` -> ``(logpi, mu, logsigma)``
     ``[B, T, Z, K]``, ``reward [B, T]``, ``done_logit [B, T]``, the LSTM output ``[B, T, H]``
     and the new ``(h, c)`` each ``[1, B, H]``.
     """
 
-    def __init__(self, z_dim: int = 32, action_dim: int = 3, hidden: int = 256, mixtures: int = 5) -> None:
+    def __init__(
+        self,
+        z_dim: int = 32,
+        action_dim: int = 3,
+        hidden: int = 256,
+        mixtures: int = 5,
+        done_weight: float = 1.0,
+    ) -> None:
         super().__init__()
         self.z_dim, self.action_dim, self.hidden, self.mixtures = z_dim, action_dim, hidden, mixtures
+        self.done_weight = done_weight
         self.lstm = nn.LSTM(z_dim + action_dim, hidden, batch_first=True)
         self.mdn = nn.Linear(hidden, 3 * z_dim * mixtures)
         self.reward = nn.Linear(hidden, 1)
@@ -71,19 +82,19 @@ class MDNRNN(nn.Module):
         reward: Tensor,
         done: Tensor,
         mask: Tensor,
-        done_weight: float = 1.0,
+        done_weight: float | None = None,
     ) -> tuple[Tensor, dict[str, float]]:
         """Masked mean over steps of ``NLL / Z + MSE(reward) + BCE(done)``.
 
         ``z, next_z [B, T, Z]``, ``action [B, T, A]``, ``reward, done, mask [B, T]``.
-        ``done_weight`` scales the BCE of the rare done steps (``pos_weight``; the paper's
-        ``restart_factor`` is 10).
+        ``done_weight`` (default: the model's) scales the BCE of the done steps (``pos_weight``).
         """
         logpi, mu, logsigma, reward_pred, done_logit, _, _ = self(z, action)
         weight = mask.float() / mask.float().sum().clamp(min=1.0)
         nll = (mdn_nll(logpi, mu, logsigma, next_z) / self.z_dim * weight).sum()
         mse = ((reward_pred - reward).pow(2) * weight).sum()
-        pos_weight = torch.tensor(done_weight, device=done_logit.device)
+        weight_done = self.done_weight if done_weight is None else done_weight
+        pos_weight = torch.tensor(weight_done, device=done_logit.device)
         bce = F.binary_cross_entropy_with_logits(done_logit, done.float(), reduction="none",
                                                  pos_weight=pos_weight)
         bce = (bce * weight).sum()
@@ -96,12 +107,14 @@ class MDNRNN(nn.Module):
     @torch.no_grad()
     def step(self, z: Tensor, action: Tensor, state: tuple[Tensor, Tensor], tau: float = 1.0):
         """One dream step for a batch: ``z [N, Z]``, ``action [N, A]`` -> ``(next_z [N, Z]
-        sampled at temperature tau, reward [N], done_prob [N], h [N, H], new state)``."""
+        sampled at temperature tau, reward [N], done_prob [N], h [N, H], new state)``.
+
+        ``done_prob`` is calibrated: the odds learned under ``done_weight`` divided by it."""
         logpi, mu, logsigma, reward, done_logit, out, state = self(z[:, None], action[:, None], state)
         return (
             sample_mixture(logpi[:, 0], mu[:, 0], logsigma[:, 0], tau),
             reward[:, 0],
-            done_logit[:, 0].sigmoid(),
+            (done_logit[:, 0] - math.log(self.done_weight)).sigmoid(),
             out[:, 0],
             state,
         )

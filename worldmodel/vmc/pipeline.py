@@ -154,7 +154,7 @@ def sequence_chunks(
 
 def train_mdn(chunks: dict[str, torch.Tensor], action_dim: int, cfg: VMCConfig) -> tuple[MDNRNN, list[dict]]:
     """Step 3. ``z`` is resampled from ``N(mu, exp(logvar))`` every epoch, as in the paper."""
-    mdn = MDNRNN(cfg.z_dim, action_dim, cfg.hidden, cfg.mixtures)
+    mdn = MDNRNN(cfg.z_dim, action_dim, cfg.hidden, cfg.mixtures, cfg.done_weight)
     optim = torch.optim.Adam(mdn.parameters(), lr=cfg.mdn_lr)
     history = []
     for epoch in progress(range(cfg.mdn_epochs), desc="M epochs"):
@@ -172,7 +172,6 @@ def train_mdn(chunks: dict[str, torch.Tensor], action_dim: int, cfg: VMCConfig) 
                 chunks["rewards"][idx],
                 chunks["dones"][idx],
                 chunks["mask"][idx],
-                cfg.done_weight,
             )
             optim.zero_grad()
             loss.backward()
