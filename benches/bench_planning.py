@@ -2,6 +2,7 @@
 
     .venv/bin/python benches/bench_planning.py                         # decisions/s
     .venv/bin/python benches/bench_planning.py --returns --steps 3000  # returns at equal env steps
+    .venv/bin/python benches/bench_planning.py --returns --run discrete=RUN_DIR ...  # on trained runs
 
 Speed: one ``act`` per call on a batch of one latent state of an (untrained) DreamerV3
 agent of the ``xs`` preset, for a discrete (CartPole-like, 4-d vector, 2 actions) and a
@@ -10,9 +11,10 @@ settings. The peer is the learned actor sampling an action from the same state:
 ``vs_policy`` is the planner's decisions/s divided by the actor's.
 
 Returns (``--returns``): trains one Dreamer agent per task for ``--steps`` env steps with
-``worldmodel train``, then evaluates the same checkpoint with ``worldmodel eval
---planner`` for each of policy, shooting, cem, mppi and mcts on the same evaluation
-seeds: every planner acts on a model trained on exactly the same env steps.
+``worldmodel train`` (or takes trained runs, ``--run KIND=LOGDIR``, e.g. the seeds of the
+control benchmark), then evaluates each checkpoint with ``worldmodel eval --planner`` for
+each of policy, shooting, cem, mppi and mcts on the same evaluation seeds: every planner
+acts on a model trained on exactly the same env steps.
 Prints JSON and writes ``benches/results/planning.json`` (speed) or
 ``benches/results/planning_returns.json`` (returns, updated after every evaluation).
 """
@@ -69,34 +71,64 @@ def speed(min_seconds: float) -> dict:
     return out
 
 
-def returns(steps: int, episodes: int, workdir: Path, overrides: list[str]) -> dict:
+def compare_planners(logdir: Path, episodes: int, planner_options: list[str]) -> dict:
+    """Return of the learned policy and of every planner on one trained run (same eval seeds).
+
+    ``planner_options``: ``NAME:key=value`` settings of planner NAME (e.g. ``cem:horizon=12``).
+    """
     from worldmodel.evaluate import evaluate
+
+    rows: dict = {}
+    for planner in ["policy", *PLANNERS]:
+        options = [o.partition(":")[2] for o in planner_options if o.partition(":")[0] == planner]
+        start = time.perf_counter()
+        result = evaluate(logdir, episodes=episodes, planner=planner, planner_options=options)
+        rows[planner] = {
+            "return_mean": result["return_mean"],
+            "return_std": result["return_std"],
+            "eval_seconds": time.perf_counter() - start,
+        }
+        rows["env_steps"] = result["env_steps"]
+    return rows
+
+
+def returns(steps: int, episodes: int, workdir: Path, overrides: list[str], runs: dict[str, list[Path]],
+            planner_options: list[str]) -> dict:
+    """Per task: train one run (unless ``runs`` gives trained ones), then `compare_planners` on each.
+
+    With several runs per task (e.g. seeds) the task also gets ``mean`` (over runs) of each
+    planner's mean return.
+    """
     from worldmodel.train import build_configs, train
 
     out = {}
     for kind, (env, _, _) in TASKS.items():
-        logdir = workdir / kind
-        run_cfg, agent_cfg = build_configs(
-            ["run.prefill=500", "run.log_every=500", f"run.checkpoint_every={steps}", *overrides],
-            env=env,
-            size="xs",
-            steps=steps,
-            seed=0,
-            train_ratio=64,
-        )
-        start = time.perf_counter()
-        train(run_cfg, agent_cfg, logdir)
-        rows: dict = {"env": env, "train_env_steps": steps, "train_seconds": time.perf_counter() - start}
-        for planner in ["policy", *PLANNERS]:
+        logdirs = runs.get(kind, [])
+        if not logdirs and runs:
+            continue  # only the tasks given
+        rows: dict = {"env": env}
+        if not logdirs:
+            logdir = workdir / kind
+            run_cfg, agent_cfg = build_configs(
+                ["run.prefill=500", "run.log_every=500", f"run.checkpoint_every={steps}", *overrides],
+                env=env, size="xs", steps=steps, seed=0, train_ratio=64,
+            )
             start = time.perf_counter()
-            result = evaluate(logdir, episodes=episodes, planner=planner)
-            rows[planner] = {
-                "return_mean": result["return_mean"],
-                "return_std": result["return_std"],
-                "eval_seconds": time.perf_counter() - start,
-            }
+            train(run_cfg, agent_cfg, logdir)
+            rows["train_seconds"] = time.perf_counter() - start
+            logdirs = [logdir]
+        rows["runs"] = {}
+        for logdir in logdirs:
+            rows["runs"][str(logdir)] = compare_planners(logdir, episodes, planner_options)
             out[kind] = rows
-            atomic_write_json(RETURNS, {"overrides": overrides, "returns": out})  # partial results survive
+            atomic_write_json(RETURNS, {"overrides": overrides, "planner_options": planner_options,
+                                        "episodes": episodes, "returns": out})  # partial results survive
+        rows["mean"] = {
+            planner: sum(r[planner]["return_mean"] for r in rows["runs"].values()) / len(rows["runs"])
+            for planner in ["policy", *PLANNERS]
+        }
+    atomic_write_json(RETURNS, {"overrides": overrides, "planner_options": planner_options,
+                                "episodes": episodes, "returns": out})
     return out
 
 
@@ -110,11 +142,22 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=5)
     parser.add_argument("--workdir", default="runs/bench_planning")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--run", action="append", default=[], metavar="KIND=LOGDIR",
+                        help="evaluate a trained run instead of training one (KIND: discrete or continuous;"
+                             " repeatable, e.g. one per seed)")
+    parser.add_argument("--planner-opt", action="append", default=[], metavar="PLANNER:KEY=VALUE",
+                        help="a planner setting, e.g. cem:horizon=12 (repeatable)")
     parser.add_argument("overrides", nargs="*", help="agent key=value overrides for the training runs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.returns:
-        out = returns(args.steps, args.episodes, Path(args.workdir), args.overrides)
+        runs: dict[str, list[Path]] = {}
+        for item in args.run:
+            kind, _, logdir = item.partition("=")
+            if kind not in TASKS or not logdir:
+                parser.error(f"--run expects KIND=LOGDIR with KIND in {sorted(TASKS)}, got {item!r}")
+            runs.setdefault(kind, []).append(Path(logdir))
+        out = returns(args.steps, args.episodes, Path(args.workdir), args.overrides, runs, args.planner_opt)
         result = {"threads": args.threads, "overrides": args.overrides, "returns": out}
     else:
         result = {"threads": args.threads, "speed": speed(args.seconds)}
