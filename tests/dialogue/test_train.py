@@ -133,3 +133,16 @@ def test_bf16_mixed_precision_runs_under_autocast_on_cpu(tiny_jsonl, tiny_encode
     # Same data and initial weights: bf16 autocast changes the loss a little, not a lot.
     assert losses["bf16"] != losses["no"]
     assert abs(losses["bf16"] - losses["no"]) < 0.05 * abs(losses["no"])
+
+
+def test_gradient_accumulation_steps_once_per_micro_batches_and_logs_tensorboard(
+    tiny_jsonl, tiny_encoder_path, tmp_path
+):
+    from worldmodel.checkpoint import load_checkpoint
+
+    train(_cfg(tiny_jsonl, tiny_encoder_path, 2, grad_accum=2, batch_size=2), tmp_path / "accum")
+    state, _ = load_checkpoint(tmp_path / "accum" / "checkpoints" / "last.safetensors")
+    assert {k: int(v) for k, v in state["pos"].items()} == {"step": 2, "epoch": 0, "micro": 4}
+    adam = state["optim"]["state"]
+    assert all(int(s["step"]) == 2 for s in adam.values())  # two optimiser steps for four micro-batches
+    assert list((tmp_path / "accum").glob("events.out.tfevents.*"))
