@@ -34,9 +34,12 @@ from worldmodel.train import build_configs, train
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
-# The recommended settings per task: the `tiny` preset (worldmodel/presets.py) learns
-# CartPole-v1 within 10k env steps on a 2-core CPU.
-RECOMMENDED: dict[str, dict[str, Any]] = {"gym:CartPole-v1": {"size": "tiny"}}
+# The recommended settings per task: the `tiny` preset (worldmodel/presets.py), the CPU
+# preset, for discrete (CartPole-v1) and continuous (Pendulum-v1) control alike.
+RECOMMENDED: dict[str, dict[str, Any]] = {
+    "gym:CartPole-v1": {"size": "tiny"},
+    "gym:Pendulum-v1": {"size": "tiny"},
+}
 
 # sheeprl 0.8.4 DreamerV3 on CartPole-v1, from documented numbers (not run here to the
 # target): ~500 return by ~8,000 env steps (DreamerV3-S, sheeprl issue #288, see
