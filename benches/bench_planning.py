@@ -88,7 +88,7 @@ def compare_planners(logdir: Path, episodes: int, planner_options: list[str]) ->
             "return_std": result["return_std"],
             "eval_seconds": time.perf_counter() - start,
         }
-        rows["env_steps"] = result["env_steps"]
+        rows["env"], rows["env_steps"] = result["env"], result["env_steps"]
     return rows
 
 
@@ -106,7 +106,7 @@ def returns(steps: int, episodes: int, workdir: Path, overrides: list[str], runs
         logdirs = runs.get(kind, [])
         if not logdirs and runs:
             continue  # only the tasks given
-        rows: dict = {"env": env}
+        rows: dict = {}
         if not logdirs:
             logdir = workdir / kind
             run_cfg, agent_cfg = build_configs(
