@@ -176,7 +176,8 @@ def test_done_weight_is_the_bce_positive_weight() -> None:
     z, action, reward = torch.randn(1, 3, 2), torch.randn(1, 3, 1), torch.zeros(1, 3)
     done, mask = torch.tensor([[0.0, 0.0, 1.0]]), torch.ones(1, 3)
     _, plain = mdn.loss(z, action, z, reward, done, mask)
-    _, weighted = mdn.loss(z, action, z, reward, done, mask, done_weight=10.0)
+    mdn.done_weight = 10.0
+    _, weighted = mdn.loss(z, action, z, reward, done, mask)
     logit = mdn(z, action)[4][0]
     by_hand = (-F.logsigmoid(-logit[:2]).sum() - 10.0 * F.logsigmoid(logit[2])) / 3
     assert weighted["mdn/done_bce"] == pytest.approx(by_hand.item(), rel=1e-5)

@@ -72,6 +72,7 @@ def dream_returns(
     if done not in DONE_MODES:
         raise ValueError(f"dream done={done!r}: choose one of {', '.join(DONE_MODES)}")
     pop, rollouts = params.shape[0], start_z.shape[0]
+    threshold = 1.0 / (1.0 + mdn.done_weight)  # calibrated p above it <=> M's weighted logit > 0
     z = start_z.repeat(pop, 1)  # row p * M + m
     state = mdn.initial_state(pop * rollouts, z.device)
     h = torch.zeros(pop * rollouts, mdn.hidden, device=z.device)
@@ -85,7 +86,6 @@ def dream_returns(
         if done == "expected":
             alive = alive * (1.0 - done_prob)
         else:
-            threshold = 1.0 / (1.0 + mdn.done_weight)
             ended = torch.rand_like(done_prob) < done_prob if done == "sample" else done_prob > threshold
             alive = alive * (~ended).float()
         if not bool((alive > 1e-6).any()):  # every rollout has ended (or is all but certain to)

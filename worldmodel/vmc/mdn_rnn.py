@@ -82,19 +82,17 @@ class MDNRNN(nn.Module):
         reward: Tensor,
         done: Tensor,
         mask: Tensor,
-        done_weight: float | None = None,
     ) -> tuple[Tensor, dict[str, float]]:
         """Masked mean over steps of ``NLL / Z + MSE(reward) + BCE(done)``.
 
         ``z, next_z [B, T, Z]``, ``action [B, T, A]``, ``reward, done, mask [B, T]``.
-        ``done_weight`` (default: the model's) scales the BCE of the done steps (``pos_weight``).
+        The BCE of the done steps is scaled by the model's ``done_weight`` (``pos_weight``).
         """
         logpi, mu, logsigma, reward_pred, done_logit, _, _ = self(z, action)
         weight = mask.float() / mask.float().sum().clamp(min=1.0)
         nll = (mdn_nll(logpi, mu, logsigma, next_z) / self.z_dim * weight).sum()
         mse = ((reward_pred - reward).pow(2) * weight).sum()
-        weight_done = self.done_weight if done_weight is None else done_weight
-        pos_weight = torch.tensor(weight_done, device=done_logit.device)
+        pos_weight = torch.tensor(self.done_weight, device=done_logit.device)
         bce = F.binary_cross_entropy_with_logits(done_logit, done.float(), reduction="none",
                                                  pos_weight=pos_weight)
         bce = (bce * weight).sum()
