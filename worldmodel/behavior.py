@@ -229,13 +229,13 @@ class ActorCritic(nn.Module):
         replayed state. Returns the scalar two-hot loss (plus the slow-critic regulariser).
         """
         cfg, twohot = self.cfg, self.critic.twohot
-        feat = replay["feat"].detach()[:, :-1]
+        feat = replay["feat"].detach()  # heads on all T steps, sliced after (no copy of feat[:, :-1])
         with torch.no_grad():
             cont = 1.0 - replay["is_terminal"][:, 1:].float()
             lam = cfg.lam * (1.0 - replay["is_last"][:, 1:].float())
             ret = lambda_return(replay["reward"][:, 1:].float(), cont, boot[:, 1:], cfg.gamma, lam)
-            slow_target = self.slow_critic.mean(feat)
-        logits = self.critic(feat)
+            slow_target = self.slow_critic.mean(feat)[:, :-1]
+        logits = self.critic(feat)[:, :-1]
         loss = twohot.loss(logits, ret) + cfg.slow_critic_reg * twohot.loss(logits, slow_target)
         return loss.mean()
 
