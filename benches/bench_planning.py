@@ -101,7 +101,12 @@ def returns(steps: int, episodes: int, workdir: Path, overrides: list[str], runs
     """
     from worldmodel.train import build_configs, train
 
-    out = {}
+    out: dict = {}
+
+    def save() -> None:  # after every run, so partial results survive a time limit
+        atomic_write_json(RETURNS, {"overrides": overrides, "planner_options": planner_options,
+                                    "episodes": episodes, "returns": out})
+
     for kind, (env, _, _) in TASKS.items():
         logdirs = runs.get(kind, [])
         if not logdirs and runs:
@@ -121,14 +126,12 @@ def returns(steps: int, episodes: int, workdir: Path, overrides: list[str], runs
         for logdir in logdirs:
             rows["runs"][str(logdir)] = compare_planners(logdir, episodes, planner_options)
             out[kind] = rows
-            atomic_write_json(RETURNS, {"overrides": overrides, "planner_options": planner_options,
-                                        "episodes": episodes, "returns": out})  # partial results survive
+            save()
         rows["mean"] = {
             planner: sum(r[planner]["return_mean"] for r in rows["runs"].values()) / len(rows["runs"])
             for planner in ["policy", *PLANNERS]
         }
-    atomic_write_json(RETURNS, {"overrides": overrides, "planner_options": planner_options,
-                                "episodes": episodes, "returns": out})
+    save()
     return out
 
 

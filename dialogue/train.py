@@ -3,11 +3,12 @@
 ``arrcoc train --data FILE_OR_NAME --output DIR [--max-steps N] [key=value ...]`` runs
 `train`. One process or many (``accelerate launch``/``torchrun``): Accelerate places the
 model, wraps it for data parallelism and accumulates gradients. The frozen encoder's turn
-embeddings are computed once and cached (``DIR/cache``); with ``model.encoder.trainable=true``
-the encoder is fine-tuned (learning rate ``encoder_lr``) and re-embeds each batch's turns.
-The data order is a seeded permutation per epoch, split across ranks, so a run resumed
-from ``DIR/checkpoints/last.safetensors`` (model, optimiser, position, RNG) continues exactly where it
-stopped. Metrics go to ``DIR/metrics.jsonl`` and TensorBoard; the dev split is evaluated after each epoch; the
+embeddings are computed once and cached (``DIR/cache``); with
+``model.encoder.trainable=true`` the encoder is fine-tuned (learning rate ``encoder_lr``)
+and re-embeds each batch's turns. The data order is a seeded permutation per epoch, split
+across ranks, so a run resumed from ``DIR/checkpoints/last.safetensors`` (model,
+optimiser, position, RNG) continues exactly where it stopped. Metrics go to
+``DIR/metrics.jsonl`` and TensorBoard; the dev split is evaluated after each epoch; the
 final model is saved to ``DIR/model`` (`DialogueWorldModel.from_pretrained`).
 """
 
