@@ -153,6 +153,8 @@ def test_dream_ends_where_done_probability_exceeds_one_half(done_logit) -> None:
     assert expected.item() == pytest.approx((1 - (1 - p) ** 50) / p, rel=1e-5)
     with pytest.raises(ValueError, match="done='coin'"):
         dream_returns(*args, done="coin")
+    with pytest.raises(ValueError, match="done='coin'"):  # already when the run is configured
+        DreamConfig(done="coin")
 
 
 def test_weighted_done_is_calibrated_in_the_dream() -> None:

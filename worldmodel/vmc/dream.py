@@ -32,6 +32,11 @@ ActionMap = Callable[[Tensor], Tensor]
 DONE_MODES = ("threshold", "sample", "expected")
 
 
+def _check_done(done: str) -> None:
+    if done not in DONE_MODES:
+        raise ValueError(f"dream done={done!r}: choose one of {', '.join(DONE_MODES)}")
+
+
 @dataclass
 class DreamConfig:
     """CMA-ES in the dream (the paper: population 64, 16 rollouts, tau 1.15 for VizDoom)."""
@@ -46,6 +51,9 @@ class DreamConfig:
     eval_every: int = 5  # generations between evaluations of the distribution mean ...
     eval_rollouts: int = 32  # ... on this many dream rollouts; the best one evaluated is returned
     done: str = "threshold"  # how M's done probability ends a dream: threshold, sample, expected
+
+    def __post_init__(self) -> None:  # fail at configuration time, not after V and M are trained
+        _check_done(self.done)
 
 
 @torch.no_grad()
@@ -69,8 +77,7 @@ def dream_returns(
     Returns:
         ``[P]`` returns averaged over the ``M`` rollouts.
     """
-    if done not in DONE_MODES:
-        raise ValueError(f"dream done={done!r}: choose one of {', '.join(DONE_MODES)}")
+    _check_done(done)
     pop, rollouts = params.shape[0], start_z.shape[0]
     threshold = 1.0 / (1.0 + mdn.done_weight)  # calibrated p above it <=> M's weighted logit > 0
     z = start_z.repeat(pop, 1)  # row p * M + m
