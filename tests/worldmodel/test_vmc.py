@@ -24,7 +24,7 @@ from worldmodel.vmc import (
     sample_mixture,
 )
 from worldmodel.vmc.envs import TakeCover, VMCEnvError, make_vmc_env
-from worldmodel.vmc.pipeline import sequence_chunks
+from worldmodel.vmc.pipeline import rollouts, sequence_chunks
 from worldmodel.vmc.vae import kl_to_standard_normal
 
 
@@ -278,3 +278,46 @@ def test_take_cover_random_actions_are_held_for_one_to_ten_steps() -> None:
             length = 1
     # held 1-10 steps (a new draw may repeat the old action, so runs can be longer)
     assert 3.5 < np.mean(runs) < 12 and set(actions) == {(1.0, 0.0), (0.0, 0.0), (0.0, 1.0)}
+
+
+class _NoEnv(_FakeEnv):
+    """Fails if step 1 tries to collect: the rollouts must come from the cache."""
+
+    def reset(self, seed: int) -> np.ndarray:
+        raise AssertionError("collected instead of loading the data cache")
+
+
+def test_rollouts_are_saved_and_reused(tmp_path) -> None:
+    cache = tmp_path / "data.npz"
+    cfg = VMCConfig(env="fake", episodes=3, max_steps=12, data_cache=str(cache))
+    data = rollouts(_FakeEnv(), cfg)
+    assert cache.is_file()
+    again = rollouts(_NoEnv(), replace(cfg, episodes=2))  # a prefix of the saved episodes
+    assert len(again) == 2
+    for saved, loaded in zip(data, again, strict=False):
+        assert saved.keys() == loaded.keys()
+        assert all(np.array_equal(saved[k], loaded[k]) for k in saved)
+        assert len(loaded["frames"]) == len(loaded["actions"]) + 1
+    with pytest.raises(ValueError, match="episodes"):
+        rollouts(_NoEnv(), replace(cfg, episodes=4))
+    with pytest.raises(ValueError, match="holds rollouts of"):
+        rollouts(_NoEnv(), replace(cfg, seed=1))
+
+
+def test_vae_frames_and_mdn_init(tmp_path, monkeypatch) -> None:
+    seen: list[int] = []
+    loss = ConvVAE.loss
+    monkeypatch.setattr(ConvVAE, "loss", lambda self, x: (seen.append(len(x)), loss(self, x))[1])
+    cfg = VMCConfig(
+        env="fake", episodes=3, max_steps=12, z_dim=4, vae_epochs=1, vae_batch=4, vae_frames=8,
+        hidden=8, mdn_epochs=1, mdn_seq_len=6, eval_episodes=1,
+        dream=DreamConfig(generations=1, population=4, rollouts=2, horizon=3),
+    )
+    summary = run_vmc(cfg, tmp_path / "a", env=_FakeEnv())
+    assert summary["vae"]["vae/recon"] > 0 and seen == [4, 4]  # 8 of the 39 frames, in batches of 4
+    ckpt = str(tmp_path / "a" / "vmc.safetensors")
+    again = run_vmc(replace(cfg, vae_init=ckpt, vae_epochs=0, mdn_init=ckpt, mdn_epochs=0), tmp_path / "b",
+                    env=_FakeEnv())
+    assert again["mdn"] == {"loaded": ckpt}
+    first, second = load_checkpoint(ckpt)[0], load_checkpoint(tmp_path / "b" / "vmc.safetensors")[0]
+    assert all(torch.equal(first["mdn"][k], second["mdn"][k]) for k in first["mdn"])

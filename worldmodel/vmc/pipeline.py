@@ -13,6 +13,7 @@ writer and returns a JSON-able summary.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,9 @@ class VMCConfig:
     eval_episodes: int = 5
     threads: int = 1
     vae_init: str = ""  # a vmc.safetensors whose V starts step 2 (vae_epochs=0: use it as is)
+    vae_frames: int = 0  # V trains on this many frames drawn at random from the rollouts (0: all)
+    mdn_init: str = ""  # a vmc.safetensors whose M starts step 3 (mdn_epochs=0: use it as is)
+    data_cache: str = ""  # an .npz of step 1's rollouts: loaded if it exists, else written there
     dream: DreamConfig = field(default_factory=DreamConfig)
 
 
@@ -89,14 +93,59 @@ def collect(env: Any, episodes: int, max_steps: int, seed: int) -> list[dict[str
     return data
 
 
+def save_rollouts(path: str | Path, data: list[dict[str, np.ndarray]], meta: dict[str, Any]) -> None:
+    """Write ``collect``'s episodes to one ``.npz`` (episodes concatenated, ``lengths [E]`` transitions
+    each) with ``meta`` (``env``, ``seed``, ``max_steps``), atomically (a temp file, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {k: np.concatenate([ep[k] for ep in data]) for k in ("frames", "actions", "rewards", "dones")}
+    lengths = np.array([len(ep["actions"]) for ep in data], np.int64)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, lengths=lengths, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+    tmp.replace(path)
+
+
+def load_rollouts(path: str | Path, episodes: int, meta: dict[str, Any]) -> list[dict[str, np.ndarray]]:
+    """The first ``episodes`` episodes of a ``save_rollouts`` file; refuses a file written for a
+    different ``meta`` or holding fewer episodes."""
+    with np.load(path) as npz:
+        saved = json.loads(str(npz["meta"]))
+        if saved != json.loads(json.dumps(meta, sort_keys=True)):
+            raise ValueError(f"{path} holds rollouts of {saved}, not {meta}")
+        lengths = npz["lengths"]
+        if len(lengths) < episodes:
+            raise ValueError(f"{path} holds {len(lengths)} episodes, {episodes} requested")
+        steps = np.concatenate([[0], np.cumsum(lengths)])  # transitions before each episode
+        arrays = {k: npz[k] for k in ("frames", "actions", "rewards", "dones")}
+    data = []
+    for ep in range(episodes):  # episode ep has lengths[ep] + 1 frames
+        a, b = int(steps[ep]), int(steps[ep + 1])
+        episode = {k: arrays[k][a:b] for k in ("actions", "rewards", "dones")}
+        data.append({"frames": arrays["frames"][a + ep : b + ep + 1], **episode})
+    return data
+
+
+def rollouts(env: Any, cfg: VMCConfig) -> list[dict[str, np.ndarray]]:
+    """Step 1 through ``cfg.data_cache``: load the saved rollouts, or collect and save them."""
+    meta = {"env": cfg.env, "seed": cfg.seed, "max_steps": cfg.max_steps}
+    if cfg.data_cache and Path(cfg.data_cache).is_file():
+        return load_rollouts(cfg.data_cache, cfg.episodes, meta)
+    data = collect(env, cfg.episodes, cfg.max_steps, cfg.seed)
+    if cfg.data_cache:
+        save_rollouts(cfg.data_cache, data, meta)
+    return data
+
+
 def train_vae(frames: np.ndarray, cfg: VMCConfig) -> tuple[ConvVAE, list[dict[str, float]]]:
     """Step 2. ``frames [N, 64, 64, 3]`` uint8; one history row per epoch. Starts from the V
-    of ``cfg.vae_init`` when given."""
+    of ``cfg.vae_init`` when given, on ``cfg.vae_frames`` of the frames drawn at random (0: all)."""
     vae = ConvVAE(cfg.z_dim)
     if cfg.vae_init:
         vae.load_state_dict(load_checkpoint(cfg.vae_init)[0]["vae"])
     optim = torch.optim.Adam(vae.parameters(), lr=cfg.vae_lr)
     data = torch.as_tensor(frames)
+    if 0 < cfg.vae_frames < len(data):
+        data = data[torch.randperm(len(data))[: cfg.vae_frames]]
     history = []
     for epoch in range(cfg.vae_epochs):
         order = torch.randperm(len(data))
@@ -153,8 +202,11 @@ def sequence_chunks(
 
 
 def train_mdn(chunks: dict[str, torch.Tensor], action_dim: int, cfg: VMCConfig) -> tuple[MDNRNN, list[dict]]:
-    """Step 3. ``z`` is resampled from ``N(mu, exp(logvar))`` every epoch, as in the paper."""
+    """Step 3. ``z`` is resampled from ``N(mu, exp(logvar))`` every epoch, as in the paper. Starts
+    from the M of ``cfg.mdn_init`` when given."""
     mdn = MDNRNN(cfg.z_dim, action_dim, cfg.hidden, cfg.mixtures, cfg.done_weight)
+    if cfg.mdn_init:
+        mdn.load_state_dict(load_checkpoint(cfg.mdn_init)[0]["mdn"])
     optim = torch.optim.Adam(mdn.parameters(), lr=cfg.mdn_lr)
     history = []
     for epoch in progress(range(cfg.mdn_epochs), desc="M epochs"):
@@ -238,7 +290,7 @@ def run_vmc(cfg: VMCConfig, logdir: str | Path, env: Any = None) -> dict[str, An
         clock = now
 
     try:
-        data = collect(env, cfg.episodes, cfg.max_steps, cfg.seed)
+        data = rollouts(env, cfg)
         lap("1_random_rollouts")
         vae, vae_history = train_vae(np.concatenate([ep["frames"] for ep in data]), cfg)
         lap("2_train_V")
@@ -275,7 +327,7 @@ def run_vmc(cfg: VMCConfig, logdir: str | Path, env: Any = None) -> dict[str, An
         "seconds": {**seconds, "total": round(sum(seconds.values()), 1)},
         "threads": cfg.threads,
         "vae": vae_history[-1] if vae_history else {"loaded": cfg.vae_init},
-        "mdn": mdn_history[-1],
+        "mdn": mdn_history[-1] if mdn_history else {"loaded": cfg.mdn_init},
         "dream_return": {
             "controller": float(final_dream[0]),
             "zero_controller": float(zero_dream[0]),
