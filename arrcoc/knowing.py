@@ -3,7 +3,9 @@
 * coupling (participatory): how much a word matters to the *imagined future*: the
   change in the DialogueWorldModel's simulated next turns and predicted value when the
   word is removed. Exact form: batched occlusion; fast form: gradient x input with
-  respect to soft token weights (one encoder forward and backward).
+  respect to soft token weights (one encoder forward and backward); reuse form: a
+  learned head's probability that the word is used again in the next turns, read from
+  the word and the imagined future (`arrcoc.future_reuse`).
 * information (propositional): surprisal of the word under the model's text decoder.
 * salience (perspectival): query-independent salience from the encoder.
 
@@ -33,9 +35,11 @@ from arrcoc.future_coupling import (
     projection,
     salience,
 )
+from arrcoc.future_reuse import FutureReuse, reuse_scores
 from arrcoc.words import split_words
 
-METHODS: tuple[str, ...] = ("fast", "exact")
+METHODS: tuple[str, ...] = ("fast", "exact", "reuse")
+REUSE_DIR = "reuse"  # a model directory's optional future-reuse head
 
 
 class ScoringError(ValueError):
@@ -107,14 +111,19 @@ class WorldModelScorer:
 
     num_turns: imagined future exchanges. proj_dim: size K of the random projection of the
     imagined future turn embeddings. batch_size: occluded variants per world-model call
-    (exact form).
+    (exact form). reuse: a trained `FutureReuse` head (needed by the ``reuse`` form).
     """
 
     def __init__(
-        self, world_model: Any, num_turns: int = 3, proj_dim: int = 8, batch_size: int = 64
+        self,
+        world_model: Any,
+        num_turns: int = 3,
+        proj_dim: int = 8,
+        batch_size: int = 64,
+        reuse: FutureReuse | None = None,
     ) -> None:
         self.model = world_model.eval()
-        self.num_turns, self.batch_size = num_turns, batch_size
+        self.num_turns, self.batch_size, self.reuse = num_turns, batch_size, reuse
         enc = world_model.encoder
         self.proj = projection(num_turns * enc.dim, proj_dim)
 
@@ -177,12 +186,19 @@ class WorldModelScorer:
         return out
 
     def score(self, messages: Sequence[Mapping[str, str]], method: str = "fast") -> WordScores:
-        """Coupling (``fast`` or ``exact``), information and salience of every word [N]."""
+        """Coupling (``fast``, ``exact`` or ``reuse``), information and salience of every word [N]."""
         if method not in METHODS:
             raise ScoringError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+        if method == "reuse" and self.reuse is None:
+            raise ScoringError(
+                "method 'reuse' needs a future-reuse head: save one with FutureReuse.save_pretrained "
+                f"into <model dir>/{REUSE_DIR} (see docs/arrcoc.md) or pass WorldModelScorer(reuse=...)"
+            )
         pooled, vectors = self.pool(messages)
         if pooled.model_turns == 0:
             coupling = torch.zeros(len(vectors))
+        elif method == "reuse":
+            coupling = reuse_scores(self.reuse, self, messages, (pooled, vectors))
         elif method == "fast":
             coupling = coupling_fast(pooled, self._imagine, self.proj)
         else:
@@ -227,8 +243,11 @@ def _turn_word_owners(
 def _load_scorer(path: str | None) -> WorldModelScorer:
     """Load a model directory once per process (None = the shipped default)."""
     from dialogue.model import DialogueWorldModel
+    from dialogue.pretrained import DEFAULT_DIR
 
-    return WorldModelScorer(DialogueWorldModel.from_pretrained(path))
+    model = DialogueWorldModel.from_pretrained(path)
+    head = Path(path or DEFAULT_DIR) / REUSE_DIR
+    return WorldModelScorer(model, reuse=FutureReuse.from_pretrained(head) if head.is_dir() else None)
 
 
 def resolve_model(model: Any = None) -> RelevanceModel:

@@ -54,6 +54,7 @@ class BenchSettings:
     long_per_track: int = 30
     n_j4: int = 120
     n_j4_train: int = 600
+    j4_ask_names_kinds: bool = False  # True: the first J4, whose asking turn leaks the needed kinds
     lm_train_convs: int = 2500
     random_seeds: int = 5
     n_resamples: int = 10_000
@@ -178,10 +179,9 @@ class Benchmark:
         self.instances = {
             tr: [i for i in map(_instance_from_json, data["test"]) if i.track == tr] for tr in s.tracks
         }
-        self.j4_test = task_dialogues(s.n_j4, "test", s.seed)
-        j4_train = [
-            render_turns(i.context + i.targets) for i in task_dialogues(s.n_j4_train, "train", s.seed)
-        ]
+        self.j4_test = task_dialogues(s.n_j4, "test", s.seed, s.j4_ask_names_kinds)
+        self.j4_train = task_dialogues(s.n_j4_train, "train", s.seed, s.j4_ask_names_kinds)
+        j4_train = [render_turns(i.context + i.targets) for i in self.j4_train]
         self.lm_a = cached_lm(
             self.dir / "lm_a.safetensors",
             lambda: data["train_texts"]["train_a"] + j4_train,
@@ -195,6 +195,8 @@ class Benchmark:
             "judge LM (half B)",
         )
         log.info("LMs ready")
+        for extra in self.extra:  # learned methods fit on the training halves (e.g. wm_reuse's head)
+            getattr(extra, "fit", lambda bench: None)(self)
         self.scorers: list[Scorer] = [
             *baseline_scorers(self.encoder, self.lm_a, data["tfidf_docs"], s.random_seeds),
             *self.extra,

@@ -3,8 +3,14 @@
 A user states slot values early (dates, times, names, numbers, IDs); filler turns follow;
 about 30% of slots are overridden later (only the latest value is gold); decoy values of
 the same kinds are mentioned and never referenced. The last context turn (assistant)
-asks for two slots by kind; the target user turn refers back ("the same time as
-before"), and the assistant's confirmation at t+1 repeats the gold values.
+asks to finalise without naming any slot; the target user turn refers back to two slots
+("the same time as before"), and the assistant's confirmation at t+1 repeats the gold
+values. So which two slots are needed is known only in the future turns: a method must
+keep the latest value of every slot and drop the decoys and superseded values.
+
+``ask_names_kinds=True`` restores the first version of J4, whose last context turn
+named the two slot kinds: there embedding similarity to that turn finds the needed turns
+by their wording (recall@0.25 = 1.0 in docs/benchmarks.md), which leaks the future.
 
 Two disjoint template and filler pools exist: ``"train"`` (may be used to fit scorers)
 and ``"test"`` (benchmark instances only).
@@ -54,7 +60,8 @@ class TemplatePool:
     ack: tuple[str, ...]
     filler_user: tuple[str, ...]
     filler_assistant: tuple[str, ...]
-    ask: tuple[str, ...]
+    ask: tuple[str, ...]  # asks to finalise; no slot named
+    ask_named: tuple[str, ...]  # first version: names the two slot kinds
     backref: tuple[str, ...]
     confirm: tuple[str, ...]
     closing: tuple[str, ...]
@@ -93,7 +100,8 @@ POOLS: dict[str, TemplatePool] = {
             "The museums usually open at nine and close in the late afternoon.",
             "Evening markets are popular and often have live music on weekends.",
         ),
-        ask=("Before I finalise, which {k1} and {k2} should I use?",),
+        ask=("Before I finalise, is there anything else I should check?",),
+        ask_named=("Before I finalise, which {k1} and {k2} should I use?",),
         backref=("Use the same {k1} and {k2} as before, please.",),
         confirm=("Confirmed: {k1} {v1} and {k2} {v2}.",),
         closing=("Great, thanks a lot for your help.",),
@@ -130,7 +138,8 @@ POOLS: dict[str, TemplatePool] = {
             "Several bistros nearby offer set menus for groups at lunchtime.",
             "A broken coffee machine can certainly slow down a busy morning.",
         ),
-        ask=("To complete this I need the {k1} and the {k2} again.",),
+        ask=("To complete this, shall I go ahead with what is on file?",),
+        ask_named=("To complete this I need the {k1} and the {k2} again.",),
         backref=("Keep the {k1} and {k2} I told you earlier.",),
         confirm=("All set with {k1} {v1} plus {k2} {v2}.",),
         closing=("Perfect, that is everything for today.",),
@@ -161,7 +170,12 @@ def _fill(template: str, **slots: str) -> tuple[list[str], list[int]]:
 
 
 def task_dialogue(
-    rng: np.random.Generator, pool: TemplatePool, index: int, split: str, override_p: float = 0.3
+    rng: np.random.Generator,
+    pool: TemplatePool,
+    index: int,
+    split: str,
+    override_p: float = 0.3,
+    ask_names_kinds: bool = False,
 ) -> Instance:
     """One synthetic dialogue as an `Instance` with ``needed`` and ``decoy`` word indices."""
     kinds = list(rng.choice(list(KINDS), size=3, replace=False))
@@ -212,7 +226,7 @@ def task_dialogue(
     asked = [str(k) for k in rng.choice(kinds, size=2, replace=False)]
     names = {"k1": KINDS[asked[0]], "k2": KINDS[asked[1]]}
     say("user", "I think that covers everything for now.")
-    say("assistant", str(rng.choice(pool.ask)), **names)
+    say("assistant", str(rng.choice(pool.ask_named if ask_names_kinds else pool.ask)), **names)
     n_context = len(turns)
     say("user", str(rng.choice(pool.backref)), **names)
     say("assistant", str(rng.choice(pool.confirm)), v1=gold[asked[0]], v2=gold[asked[1]], **names)
@@ -233,9 +247,9 @@ def task_dialogue(
     return Instance(f"j4-{split}-{index}", built[:n_context], built[n_context:], "primary", 0, needed, decoy)
 
 
-def task_dialogues(n: int, split: str, seed: int) -> list[Instance]:
+def task_dialogues(n: int, split: str, seed: int, ask_names_kinds: bool = False) -> list[Instance]:
     """``n`` dialogues from the ``split`` template pool ("train" or "test")."""
     if split not in POOLS:
         raise ValueError(f"unknown J4 split {split!r}; expected 'train' or 'test'")
     rng = np.random.default_rng([seed, 0 if split == "train" else 1])
-    return [task_dialogue(rng, POOLS[split], i, split) for i in range(n)]
+    return [task_dialogue(rng, POOLS[split], i, split, ask_names_kinds=ask_names_kinds) for i in range(n)]

@@ -1,7 +1,9 @@
-"""The world-model methods under test: arrcoc's balanced relevance with fast or exact future coupling.
+"""The world-model methods under test: arrcoc's balanced relevance with fast, exact or reuse coupling.
 
 Thin adapters from a benchmark `Instance` to `arrcoc.knowing.score_words`; the world
-model and the scorers themselves live in `dialogue` and `arrcoc`.
+model and the scorers themselves live in `dialogue` and `arrcoc`. ``wm_reuse``'s head is
+trained here, like the scorer LM: on half A (one seeded cut per conversation) and the J4
+train pool, never on test conversations or test templates.
 """
 
 from __future__ import annotations
@@ -13,7 +15,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from benches.relevance.data import Instance
+from benches.relevance.cache import cached_json
+from benches.relevance.data import (
+    TARGET_SPAN,
+    Instance,
+    load_sharegpt,
+    make_instances,
+    split_conversations,
+)
+from benches.relevance.scorers import is_content
+from worldmodel.checkpoint import atomic_write_json
+from worldmodel.run import progress
+
+REUSE_TRAIN = 400  # half-A cuts the reuse head is trained on (plus the whole J4 train pool)
 
 log = logging.getLogger("benches.relevance")
 
@@ -30,6 +44,7 @@ class WorldModelMethod:
         fingerprint: str | None = None,
     ) -> None:
         self.model, self.method, self.name = model, method, f"wm_{method}"
+        self.relevance: Any = model  # what `score_words` scores with
         self.fingerprint = fingerprint  # ties cached results to these weights (None: not checked)
         self.limit = limit  # evaluate on the first `limit` instances of each track (None: all)
         self.tracks = tracks  # ShareGPT tracks to run on (J4 always runs)
@@ -38,7 +53,7 @@ class WorldModelMethod:
         from arrcoc.knowing import score_words
 
         messages = [{"role": t.role, "content": t.text} for t in inst.context]
-        scores = score_words(messages, self.method, self.model).detach().cpu().numpy().astype(np.float64)
+        scores = score_words(messages, self.method, self.relevance).detach().cpu().numpy().astype(np.float64)
         if scores.shape != (inst.n_words,):
             raise ValueError(f"{self.name} returned {scores.shape} scores for {inst.n_words} words")
         return np.nan_to_num(scores)
@@ -69,4 +84,55 @@ def world_model_scorers(
         log.warning("world-model methods skipped: no DialogueWorldModel could be loaded (%s)", err)
         return []
     tag = model_fingerprint(model)
-    return [WorldModelMethod(model, m, limit, tracks, tag) for m in methods]
+    kinds = {"reuse": ReuseMethod}
+    return [kinds.get(m, WorldModelMethod)(model, m, limit, tracks, tag) for m in methods]
+
+
+def _keep(word: str) -> bool:
+    """Label words as the oracle and J5 count them: content words, plus any word with a digit."""
+    return is_content(word) or any(c.isdigit() for c in word)
+
+
+def _examples(instances: list[Instance]) -> list[tuple[list[dict[str, str]], torch.Tensor]]:
+    from arrcoc.future_reuse import reuse_labels
+
+    out = []
+    for inst in instances:
+        messages = [{"role": t.role, "content": t.text} for t in inst.context]
+        future = [{"role": t.role, "content": t.text} for t in inst.targets[:TARGET_SPAN]]
+        out.append((messages, reuse_labels(inst.flat_words(), future, _keep)))
+    return out
+
+
+def _half_a_cuts(bench: Any) -> list[Instance]:
+    """One seeded cut per half-A conversation (the test instances' recipe), cached as JSON."""
+    from benches.relevance.runner import _instance_from_json, _instance_to_json
+
+    def build() -> list[dict]:
+        convs = split_conversations(load_sharegpt(bench.s.max_records))["train_a"][: bench.s.lm_train_convs]
+        return [_instance_to_json(i) for i in make_instances(convs, bench.s.seed, bench.encoder.count_pieces)]
+
+    return [_instance_from_json(d) for d in cached_json(bench.dir / "half_a_cuts.json", build)]
+
+
+class ReuseMethod(WorldModelMethod):
+    """``wm_reuse``: balanced relevance whose coupling is a `FutureReuse` head fitted by `fit`."""
+
+    def fit(self, bench: Any) -> None:
+        """Load the head cached for this world model, or train it (half A + J4 train pool) and cache it."""
+        from arrcoc.future_reuse import FutureReuse, ReuseError, train_reuse
+        from arrcoc.knowing import WorldModelScorer
+
+        path = bench.dir / f"reuse_head-{self.fingerprint}-{REUSE_TRAIN}"
+        scorer = WorldModelScorer(self.model)
+        try:
+            head = FutureReuse.from_pretrained(path)
+        except ReuseError:
+            log.info("training the future-reuse head (cached at %s)", path)
+            train = _half_a_cuts(bench)[:REUSE_TRAIN] + list(bench.j4_train)
+            head, stats = train_reuse(scorer, _examples(train), seed=bench.s.seed, progress=progress)
+            head.save_pretrained(path)
+            atomic_write_json(path / "train_stats.json", stats)
+        scorer.reuse = head
+        self.relevance = scorer
+        self.fingerprint = f"{self.fingerprint}-{model_fingerprint(head)}"

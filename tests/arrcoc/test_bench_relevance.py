@@ -16,7 +16,7 @@ from benches.relevance.judges import auprc, j4_metrics, retention, silver_labels
 from benches.relevance.report import merge_random, write_section
 from benches.relevance.retrieval import RetrievalJudge, _rank_metrics, build_candidate_sets, length_bucket
 from benches.relevance.scorers import OracleScorer, RecencyScorer, TfIdfScorer
-from benches.relevance.synthetic import POOLS, task_dialogues
+from benches.relevance.synthetic import KINDS, POOLS, task_dialogues
 
 
 def T(role: str, text: str) -> Turn:
@@ -228,6 +228,16 @@ def test_j4_overrides_gold_and_decoys():
         assert len(inst.needed) == 2 and len(inst.decoy) == 2 and not set(inst.needed) & set(inst.decoy)
         assert all(words[i].rstrip(".;,") in confirm for i in inst.needed)  # gold = the latest value
         assert not any(words[i].rstrip(".;,") in confirm for i in inst.decoy)
+
+
+def test_j4_asking_turn_does_not_leak_the_needed_kinds():
+    kinds = {k for name in KINDS.values() for k in name.split()}
+    for split in ("train", "test"):
+        for inst in task_dialogues(40, split, 2):
+            assert not {w.strip(".,?") for w in inst.context[-1].words} & kinds
+            assert {w.strip(".,?") for w in inst.targets[0].words} & kinds  # the future names them
+        named = task_dialogues(40, split, 2, ask_names_kinds=True)
+        assert all({w.strip(".,?") for w in i.context[-1].words} & kinds for i in named)
 
 
 # ---- judges ----

@@ -1,0 +1,119 @@
+"""The future-reuse head: labels, features, learning, save/load and its place in the scorer."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from arrcoc.future_reuse import (
+    NUM_SCALARS,
+    FutureReuse,
+    ReuseConfig,
+    ReuseError,
+    reuse_features,
+    reuse_labels,
+    reuse_scores,
+    train_reuse,
+)
+from arrcoc.knowing import ScoringError, WorldModelScorer, _load_scorer
+
+FILLER = "the weather was nice and we walked along the river before lunch with friends".split()
+
+
+def test_labels_mark_reused_content_words_only():
+    words = "The code is AB-12, see you Monday. The".split()
+    future = [{"role": "user", "content": "Is ab-12 still valid on monday? The end"}]
+    assert reuse_labels(words, future).tolist() == [0, 0, 0, 1, 0, 0, 1, 0]  # stop words never count
+
+
+def _dialogue(rng: random.Random) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    code = f"{rng.choice('ABCDEFGH')}{rng.choice('KLMNPQR')}-{rng.randint(1000, 9999)}"
+    filler = " ".join(rng.sample(FILLER, 8))
+    messages = [
+        {"role": "user", "content": f"hello {filler}"},
+        {"role": "assistant", "content": f"sure {' '.join(rng.sample(FILLER, 6))}"},
+        {"role": "user", "content": f"my booking code is {code} and {' '.join(rng.sample(FILLER, 5))}"},
+        {"role": "assistant", "content": "noted"},
+    ]
+    return messages, [{"role": "user", "content": f"please check {code} again"}]
+
+
+def _examples(n: int, seed: int) -> list[tuple[list[dict[str, str]], torch.Tensor]]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        messages, future = _dialogue(rng)
+        out.append((messages, reuse_labels([w for m in messages for w in m["content"].split()], future)))
+    return out
+
+
+def test_features_shape_and_restated_words(tiny_world_model):
+    scorer = WorldModelScorer(tiny_world_model)
+    messages = [
+        {"role": "user", "content": "lisbon train please"},
+        {"role": "assistant", "content": "which day"},
+        {"role": "user", "content": "lisbon again"},
+    ]
+    x = reuse_features(scorer, messages)
+    dim = tiny_world_model.encoder.dim
+    assert x.shape == (7, 3 * dim + NUM_SCALARS)
+    _, h = scorer.pool(messages)
+    cos = torch.nn.functional.normalize(h, dim=-1) @ torch.nn.functional.normalize(h, dim=-1).T
+    restated = x[:, 3 * dim + 5]  # highest cosine with a word of a later turn, floored at 0
+    assert restated[0] == pytest.approx(max(cos[0, 3:].max().item(), 0.0), abs=1e-6)
+    assert restated[3] == pytest.approx(max(cos[3, 5:].max().item(), 0.0), abs=1e-6)
+    assert torch.all(restated[-2:] == 0)  # nothing comes after the last turn
+    assert torch.allclose(x[:, 3 * dim + 6], torch.log(torch.tensor([3.0, 2, 2, 2, 2, 3, 2])))  # "lisbon" x2
+
+
+def test_head_learns_which_words_the_future_reuses(tiny_world_model):
+    scorer = WorldModelScorer(tiny_world_model)
+    head, stats = train_reuse(scorer, _examples(40, 0), epochs=30, batch_size=64, seed=0)
+    assert stats["loss_last_epoch"] < 0.7 * stats["loss_first_epoch"]
+    hits = 0
+    for messages, labels in _examples(20, 1):  # held-out dialogues, new codes
+        p = reuse_scores(head, scorer, messages)
+        hits += int(p.argmax() == labels.argmax())
+    assert hits >= 15
+
+
+def test_save_load_round_trip_and_clear_errors(tmp_path):
+    torch.manual_seed(0)
+    head = FutureReuse(ReuseConfig(dim=4, hidden=8)).eval()
+    head.save_pretrained(tmp_path / "h")
+    loaded = FutureReuse.from_pretrained(tmp_path / "h")
+    x = torch.randn(5, 3 * 4 + NUM_SCALARS)
+    assert torch.equal(head(x), loaded(x))
+    with pytest.raises(ReuseError, match="cannot load"):
+        FutureReuse.from_pretrained(tmp_path / "missing")
+    (tmp_path / "h" / "model.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(ReuseError, match="cannot load"):
+        FutureReuse.from_pretrained(tmp_path / "h")
+
+
+def test_training_needs_both_classes(monkeypatch):
+    from arrcoc import future_reuse
+
+    monkeypatch.setattr(future_reuse, "reuse_features", lambda *args: torch.zeros(3, 20))
+    with pytest.raises(ReuseError, match="both classes"):
+        train_reuse(None, [([{"role": "user", "content": "a b c"}], torch.zeros(3))])
+    with pytest.raises(ReuseError, match="2 labels for 3 words"):
+        train_reuse(None, [([{"role": "user", "content": "a b c"}], torch.zeros(2))])
+
+
+def test_scorer_reuse_form_needs_a_head_and_uses_it(tiny_world_model, tmp_path):
+    messages = [{"role": "user", "content": "book a train to lisbon"}, {"role": "assistant", "content": "ok"}]
+    with pytest.raises(ScoringError, match="future-reuse head"):
+        WorldModelScorer(tiny_world_model).score(messages, "reuse")
+    torch.manual_seed(0)
+    head = FutureReuse(ReuseConfig(dim=tiny_world_model.encoder.dim)).eval()
+    scorer = WorldModelScorer(tiny_world_model, reuse=head)
+    out = scorer.score(messages, "reuse").scores["coupling"]
+    assert torch.allclose(out, reuse_scores(head, scorer, messages))
+    tiny_world_model.save_pretrained(tmp_path / "m")
+    head.save_pretrained(tmp_path / "m" / "reuse")
+    loaded = _load_scorer(str(tmp_path / "m"))
+    assert loaded.reuse is not None
+    assert torch.allclose(loaded.score(messages, "reuse").scores["coupling"], out)
