@@ -64,8 +64,10 @@ def run_seed(env: str, steps: int, seed: int, size: str | None, train_ratio: flo
     """Train one seed; its eval curve and speed, also written as JSON to benches/results."""
     recommended = RECOMMENDED.get(env, {})
     run_cfg, agent_cfg = build_configs(
-        [*overrides, f"run.eval_every={eval_every}",
-         "run.eval_episodes=5", f"run.log_every={eval_every}", f"run.checkpoint_every={steps}"],
+        # Checkpoints at every eval, so an interrupted seed resumes from its last eval
+        # (re-run the same command); the user's overrides come last and win.
+        [f"run.eval_every={eval_every}", "run.eval_episodes=5", f"run.log_every={eval_every}",
+         f"run.checkpoint_every={eval_every}", *overrides],
         env=env, size=size or recommended.get("size", "xs"), steps=steps, seed=seed, train_ratio=train_ratio,
     )
     start = time.perf_counter()
