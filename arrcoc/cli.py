@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -9,6 +10,9 @@ import typer
 from worldmodel.cli import make_app
 
 app = make_app("arrcoc", "Dialogue world models and ARR-COC token relevance allocation.")
+
+
+METHOD_HELP = "Future coupling form: fast (gradient x input), exact, or reuse (a learned head in DIR/reuse)."
 
 
 def _run_file(input: Path, output: Path, allocation, model: str | None, method: str, max_words: int) -> None:
@@ -41,7 +45,7 @@ def compress(
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Output JSONL."),
     model: str | None = typer.Option(None, "--model", help="Model directory (default: the shipped model)."),
-    method: str = typer.Option("fast", help="Future coupling form: fast (gradient x input) or exact."),
+    method: str = typer.Option("fast", help=METHOD_HELP),
     force_digits: bool = typer.Option(False, help="Always keep words with digits (not counted)."),
     force_term: list[str] = typer.Option([], help="Always keep this word (repeatable; not counted)."),
     min_per_turn: int = typer.Option(0, help="Words every message keeps at least."),
@@ -74,7 +78,7 @@ def score(
     input: Path = typer.Argument(..., help="JSONL ({id, messages}) or ShareGPT JSON file."),
     output: Path = typer.Option(..., "--output", "-o", help="Output JSONL."),
     model: str | None = typer.Option(None, "--model", help="Model directory (default: the shipped model)."),
-    method: str = typer.Option("fast", help="Future coupling form: fast (gradient x input) or exact."),
+    method: str = typer.Option("fast", help=METHOD_HELP),
     max_words: int = typer.Option(16384, help="Reject dialogues with more words than this."),
 ) -> None:
     """Score every word with every scorer (nothing dropped)."""
@@ -95,6 +99,44 @@ def demo(
     except ValueError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
+
+
+@app.command("train-reuse")
+def train_reuse_cmd(
+    input: Path = typer.Argument(..., help="JSONL ({id, messages}) or ShareGPT JSON training dialogues."),
+    model: str | None = typer.Option(None, "--model", help="Model directory (default: the shipped model)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Head directory (default: MODEL/reuse)."),
+    cuts: int = typer.Option(1, help="Seeded cuts (training examples) per dialogue."),
+    span: int = typer.Option(3, help="Future messages whose words count as reused."),
+    epochs: int = typer.Option(8, help="Passes over the training words."),
+    seed: int = typer.Option(0, help="Seed of the cuts and the head's initialisation."),
+) -> None:
+    """Train the future-reuse head that `--method reuse` uses (see docs/arrcoc.md)."""
+    from arrcoc.compress import read_dialogues
+    from arrcoc.future_reuse import ReuseConfig, dialogue_cuts, train_reuse
+    from arrcoc.knowing import REUSE_DIR, WorldModelScorer, resolve_model
+    try:
+        if output is None and model is None:
+            raise ValueError("pass --model DIR (the head goes to DIR/reuse) or --output DIR")
+        scorer = resolve_model(model)
+        if not isinstance(scorer, WorldModelScorer):
+            raise ValueError("the reuse head needs a DialogueWorldModel directory")
+        examples = [
+            ex
+            for k, item in enumerate(read_dialogues(input))
+            if item.error is None
+            for ex in dialogue_cuts(item.messages, span, cuts, seed=seed + k)
+        ]
+        config = ReuseConfig(dim=scorer.model.encoder.dim, span=span)
+        head, stats = train_reuse(scorer, examples, config, epochs=epochs, seed=seed)
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    target = output or Path(model) / REUSE_DIR
+    head.save_pretrained(target)
+    if output is None:
+        scorer.reuse = head  # the process-wide scorer of MODEL now has its head
+    typer.echo(json.dumps({"saved": str(target), **stats}))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -164,6 +164,28 @@ def reuse_features(scorer: Any, messages: Messages, pooled: tuple[Any, Tensor] |
     return torch.cat([h, h * g, h * q, scalars], -1)
 
 
+def dialogue_cuts(
+    messages: Messages, span: int = 3, cuts: int = 1, min_words: int = 3, seed: int = 0
+) -> list[tuple[list[dict[str, str]], Tensor]]:
+    """Training examples of one dialogue: ``(context, labels [N])`` for up to ``cuts`` seeded cuts.
+
+    A cut goes before a user message that has at least ``min_words`` words and two messages
+    before it; the labels mark the context words used again in the next ``span`` messages.
+    """
+    clean = [{"role": m["role"], "content": m["content"]} for m in messages]
+    points = [
+        t
+        for t in range(2, len(clean))
+        if clean[t]["role"] == "user" and len(clean[t]["content"].split()) >= min_words
+    ]
+    chosen = sorted(random.Random(seed).sample(points, min(cuts, len(points))))
+    out = []
+    for t in chosen:
+        words = [w for m in clean[:t] for w in m["content"].split()]
+        out.append((clean[:t], reuse_labels(words, clean[t : t + span])))
+    return out
+
+
 def train_reuse(
     scorer: Any,
     examples: Sequence[tuple[Messages, Tensor]],

@@ -191,8 +191,8 @@ class WorldModelScorer:
             raise ScoringError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
         if method == "reuse" and self.reuse is None:
             raise ScoringError(
-                "method 'reuse' needs a future-reuse head: save one with FutureReuse.save_pretrained "
-                f"into <model dir>/{REUSE_DIR} (see docs/arrcoc.md) or pass WorldModelScorer(reuse=...)"
+                "method 'reuse' needs a future-reuse head: train one with `arrcoc train-reuse DATA --model "
+                f"DIR` (it is saved in DIR/{REUSE_DIR}) or pass WorldModelScorer(reuse=...)"
             )
         pooled, vectors = self.pool(messages)
         if pooled.model_turns == 0:

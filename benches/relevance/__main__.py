@@ -41,7 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test-per-track", type=int, default=None, help="instances of the primary track")
     p.add_argument("--long-per-track", type=int, default=None, help="instances of the long track")
     p.add_argument("--n-j4", type=int, default=None)
-    p.add_argument("--lm-steps", type=int, default=None)
+    p.add_argument("--lm-steps", type=int, default=None, help="training steps of the scorer LM")
+    p.add_argument("--judge-steps", type=int, default=None, help="training steps of the J2 judge LM")
     p.add_argument(
         "--world-model",
         default=None,
@@ -70,6 +71,8 @@ def settings_from(args: argparse.Namespace) -> BenchSettings:
     }
     if args.lm_steps is not None:
         changes["lm"] = dataclasses.replace(s.lm, steps=args.lm_steps)
+    if args.judge_steps is not None:
+        changes["judge"] = dataclasses.replace(s.judge, steps=args.judge_steps)
     for key, value in changes.items():
         if isinstance(value, int) and value < 1:
             raise SystemExit(f"--{key.replace('_', '-')} must be >= 1, got {value}")

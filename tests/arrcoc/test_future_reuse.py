@@ -12,6 +12,7 @@ from arrcoc.future_reuse import (
     FutureReuse,
     ReuseConfig,
     ReuseError,
+    dialogue_cuts,
     reuse_features,
     reuse_labels,
     reuse_scores,
@@ -117,3 +118,47 @@ def test_scorer_reuse_form_needs_a_head_and_uses_it(tiny_world_model, tmp_path):
     loaded = _load_scorer(str(tmp_path / "m"))
     assert loaded.reuse is not None
     assert torch.allclose(loaded.score(messages, "reuse").scores["coupling"], out)
+
+
+def test_dialogue_cuts_are_seeded_and_label_the_next_messages():
+    messages = [
+        {"role": "user", "content": "book lisbon"},
+        {"role": "assistant", "content": "which day"},
+        {"role": "user", "content": "friday to lisbon please"},
+        {"role": "assistant", "content": "friday it is"},
+        {"role": "user", "content": "ok"},
+    ]
+    (context, labels), = dialogue_cuts(messages, span=2, cuts=3)  # "ok" is too short to cut before
+    assert len(context) == 2 and labels.tolist() == [0, 1, 0, 0]
+    assert dialogue_cuts(messages, cuts=0) == []
+
+
+def test_cli_trains_a_head_that_compress_uses(tiny_world_model, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from arrcoc.cli import app
+
+    model_dir = tmp_path / "model"
+    tiny_world_model.save_pretrained(model_dir)
+    rng = random.Random(3)
+    rows = []
+    for k in range(12):
+        messages, future = _dialogue(rng)
+        rows.append(json.dumps({"id": k, "messages": messages + future}))
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(rows) + "\n")
+    result = CliRunner().invoke(app, ["train-reuse", str(data), "--model", str(model_dir), "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if '{"saved"' in line)  # after progress bars
+    summary = json.loads(line[line.index("{") :])
+    assert summary["examples"] == 12 and summary["saved"] == str(model_dir / "reuse")
+    assert (model_dir / "reuse" / "model.safetensors").is_file()
+    out = tmp_path / "out.jsonl"
+    args = ["--budget", "3", "--model", str(model_dir), "--method", "reuse", "-o", str(out)]
+    result = CliRunner().invoke(app, ["compress", str(data), *args])
+    assert result.exit_code == 0, result.output
+    assert len(out.read_text().splitlines()) == 12
+    result = CliRunner().invoke(app, ["train-reuse", str(data)])
+    assert result.exit_code == 2 and "--model DIR" in result.output
