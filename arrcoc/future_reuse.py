@@ -186,21 +186,10 @@ def dialogue_cuts(
     return out
 
 
-def train_reuse(
-    scorer: Any,
-    examples: Sequence[tuple[Messages, Tensor]],
-    config: ReuseConfig | None = None,
-    epochs: int = 8,
-    batch_size: int = 512,
-    lr: float = 1e-3,
-    seed: int = 0,
-    progress: Callable[[Any], Any] = iter,
-) -> tuple[FutureReuse, dict[str, float]]:
-    """Fit a `FutureReuse` head on ``(context messages, labels [N])`` examples.
-
-    Positives are re-weighted to balance the classes. Returns the head (eval mode) and
-    training statistics (examples, words, positive rate, first and last epoch loss).
-    """
+def reuse_dataset(
+    scorer: Any, examples: Sequence[tuple[Messages, Tensor]], progress: Callable[[Any], Any] = iter
+) -> tuple[Tensor, Tensor]:
+    """Features [W, 3H + 8] and labels [W] of all words of ``(context messages, labels [N])`` examples."""
     feats, labels = [], []
     for messages, y in progress(examples):
         x = reuse_features(scorer, messages)
@@ -210,7 +199,22 @@ def train_reuse(
         labels.append(y.float())
     if not feats:
         raise ReuseError("no training examples")
-    x, y = torch.cat(feats), torch.cat(labels)
+    return torch.cat(feats), torch.cat(labels)
+
+
+def fit_reuse(
+    x: Tensor,
+    y: Tensor,
+    config: ReuseConfig | None = None,
+    epochs: int = 8,
+    batch_size: int = 512,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> tuple[FutureReuse, dict[str, float]]:
+    """Fit a `FutureReuse` head on features [W, F] and labels [W] (positives re-weighted to balance).
+
+    Returns the head (eval mode) and statistics (words, positive rate, first and last epoch loss).
+    """
     pos = float(y.mean())
     if not 0.0 < pos < 1.0:
         raise ReuseError(f"training labels must contain both classes (positive rate {pos:.3f})")
@@ -233,9 +237,22 @@ def train_reuse(
             opt.step()
             total += loss.item() * len(idx)
         losses.append(total / len(x))
-    stats = {"examples": len(feats), "words": len(x), "positive_rate": pos,
-             "loss_first_epoch": losses[0], "loss_last_epoch": losses[-1]}
-    return head.eval(), stats
+    stats = {"words": len(x), "positive_rate": pos}
+    return head.eval(), {**stats, "loss_first_epoch": losses[0], "loss_last_epoch": losses[-1]}
+
+
+def train_reuse(
+    scorer: Any,
+    examples: Sequence[tuple[Messages, Tensor]],
+    config: ReuseConfig | None = None,
+    seed: int = 0,
+    progress: Callable[[Any], Any] = iter,
+    **fit: Any,
+) -> tuple[FutureReuse, dict[str, float]]:
+    """`reuse_dataset` then `fit_reuse` (``fit``: epochs, batch_size, lr); stats include ``examples``."""
+    x, y = reuse_dataset(scorer, examples, progress)
+    head, stats = fit_reuse(x, y, config, seed=seed, **fit)
+    return head, {"examples": len(examples), **stats}
 
 
 def reuse_scores(

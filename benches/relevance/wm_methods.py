@@ -84,8 +84,10 @@ def world_model_scorers(
         log.warning("world-model methods skipped: no DialogueWorldModel could be loaded (%s)", err)
         return []
     tag = model_fingerprint(model)
-    kinds = {"reuse": ReuseMethod}
-    return [kinds.get(m, WorldModelMethod)(model, m, limit, tracks, tag) for m in methods]
+    return [
+        (ReuseMethod if m.startswith("reuse") else WorldModelMethod)(model, m, limit, tracks, tag)
+        for m in methods
+    ]
 
 
 def _keep(word: str) -> bool:
@@ -115,24 +117,37 @@ def _half_a_cuts(bench: Any) -> list[Instance]:
     return [_instance_from_json(d) for d in cached_json(bench.dir / "half_a_cuts.json", build)]
 
 
+_DATASETS: dict[str, tuple[torch.Tensor, torch.Tensor, int]] = {}  # features shared by the seeds
+
+
 class ReuseMethod(WorldModelMethod):
-    """``wm_reuse``: balanced relevance whose coupling is a `FutureReuse` head fitted by `fit`."""
+    """``wm_reuse`` (head seed 0) / ``wm_reuse_seed<k>``: balanced relevance whose coupling is a
+    `FutureReuse` head fitted by `fit`. The seed changes the head's initialisation and batches."""
+
+    def __init__(self, model: Any, method: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(model, method, *args, **kwargs)
+        self.method, self.seed = "reuse", int(method.removeprefix("reuse").removeprefix("_seed") or 0)
 
     def fit(self, bench: Any) -> None:
         """Load the head cached for this world model, or train it (half A + J4 train pool) and cache it."""
-        from arrcoc.future_reuse import FutureReuse, ReuseError, train_reuse
+        from arrcoc.future_reuse import FutureReuse, ReuseError, fit_reuse, reuse_dataset
         from arrcoc.knowing import WorldModelScorer
 
-        path = bench.dir / f"reuse_head-{self.fingerprint}-{REUSE_TRAIN}"
+        suffix = f"-seed{self.seed}" if self.seed else ""
+        path = bench.dir / f"reuse_head-{self.fingerprint}-{REUSE_TRAIN}{suffix}"
         scorer = WorldModelScorer(self.model)
         try:
             head = FutureReuse.from_pretrained(path)
         except ReuseError:
             log.info("training the future-reuse head (cached at %s)", path)
-            train = _half_a_cuts(bench)[:REUSE_TRAIN] + list(bench.j4_train)
-            head, stats = train_reuse(scorer, _examples(train), seed=bench.s.seed, progress=progress)
+            key = f"{bench.dir}-{self.fingerprint}"
+            if key not in _DATASETS:
+                train = _examples(_half_a_cuts(bench)[:REUSE_TRAIN] + list(bench.j4_train))
+                _DATASETS[key] = (*reuse_dataset(scorer, train, progress), len(train))
+            x, y, n = _DATASETS[key]
+            head, stats = fit_reuse(x, y, seed=bench.s.seed + self.seed)
             head.save_pretrained(path)
-            atomic_write_json(path / "train_stats.json", stats)
+            atomic_write_json(path / "train_stats.json", {"examples": n, "seed": self.seed, **stats})
         scorer.reuse = head
         self.relevance = scorer
         self.fingerprint = f"{self.fingerprint}-{model_fingerprint(head)}"

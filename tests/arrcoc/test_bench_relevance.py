@@ -348,3 +348,33 @@ def test_small_lm_word_alignment_save_load_and_judge(tmp_path):
     (tmp_path / "lm.safetensors").write_bytes(b"junk")
     with pytest.raises(CheckpointError):
         SmallLM.load(tmp_path / "lm.safetensors")
+
+
+# ---- wm_reuse ----
+def test_reuse_method_trains_caches_and_scores(tiny_world_model, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from benches.relevance import wm_methods
+
+    j4 = task_dialogues(6, "train", 0)
+    monkeypatch.setattr(wm_methods, "_half_a_cuts", lambda bench: [])
+    bench = SimpleNamespace(dir=tmp_path, s=SimpleNamespace(seed=0), j4_train=j4)
+    first, second = (
+        wm_methods.ReuseMethod(tiny_world_model, m, fingerprint="fp") for m in ("reuse", "reuse_seed1")
+    )
+    assert (first.name, first.method, first.seed) == ("wm_reuse", "reuse", 0)
+    assert (second.name, second.method, second.seed) == ("wm_reuse_seed1", "reuse", 1)
+    first.fit(bench)
+    second.fit(bench)
+    heads = sorted(p.name for p in tmp_path.glob("reuse_head-*"))
+    base = f"reuse_head-fp-{wm_methods.REUSE_TRAIN}"
+    assert heads == [base, f"{base}-seed1"]
+    assert first.fingerprint != second.fingerprint  # different heads, different cached results
+    again = wm_methods.ReuseMethod(tiny_world_model, "reuse", fingerprint="fp")
+    import arrcoc.future_reuse
+
+    monkeypatch.setattr(arrcoc.future_reuse, "fit_reuse", None)  # a cached head is loaded, not retrained
+    again.fit(bench)
+    assert again.fingerprint == first.fingerprint
+    test = task_dialogues(1, "test", 0)[0]
+    assert first.score(test).shape == (test.n_words,)
