@@ -23,6 +23,7 @@ from worldmodel.vmc import (
     run_vmc,
     sample_mixture,
 )
+from worldmodel.vmc.diagnose import constant_params, v_and_m_report
 from worldmodel.vmc.envs import TakeCover, VMCEnvError, make_vmc_env
 from worldmodel.vmc.pipeline import rollouts, sequence_chunks
 from worldmodel.vmc.vae import kl_to_standard_normal
@@ -321,3 +322,30 @@ def test_vae_frames_and_mdn_init(tmp_path, monkeypatch) -> None:
     assert again["mdn"] == {"loaded": ckpt}
     first, second = load_checkpoint(ckpt)[0], load_checkpoint(tmp_path / "b" / "vmc.safetensors")[0]
     assert all(torch.equal(first["mdn"][k], second["mdn"][k]) for k in first["mdn"])
+
+
+@pytest.mark.parametrize("bias, flagged", [(10.0, 1.0), (-10.0, 0.0)])
+def test_diagnose_reads_m_done_probability(bias, flagged) -> None:
+    torch.manual_seed(0)
+    vae, mdn = ConvVAE(4).eval(), MDNRNN(4, 2, 8, done_weight=10.0).eval()
+    with torch.no_grad():
+        mdn.done.weight.zero_()
+        mdn.done.bias.fill_(bias)
+    rng = np.random.default_rng(0)
+    data = [
+        {"frames": rng.integers(0, 255, (t + 1, 64, 64, 3), dtype=np.uint8),
+         "actions": np.zeros((t, 2), np.float32), "dones": np.eye(1, t, t - 1, dtype=np.float32)[0]}
+        for t in (9, 12)
+    ]
+    report = v_and_m_report(vae, mdn, data, k=3)
+    assert report["steps"] == [9, 12] and len(report["_latents"]) == 2
+    expected = torch.tensor(bias - math.log(10.0)).sigmoid().item()
+    assert report["m_done_prob_at_death"] == pytest.approx(expected, rel=1e-5)
+    assert report["m_deaths_above_threshold"] == flagged == report["m_false_alarms_before_last_3"]
+    assert report["v_recon_error"] > 0
+
+
+def test_constant_controller_params() -> None:
+    controller = LinearController(5, 1)
+    out = controller(constant_params(controller, -3.0)[None], torch.randn(1, 4, 5))
+    assert torch.allclose(out, torch.full((1, 4, 1), math.tanh(-3.0)))
