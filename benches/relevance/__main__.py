@@ -48,11 +48,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="DialogueWorldModel directory for the world-model methods ('none' to skip)",
     )
-    p.add_argument("--wm-methods", default="fast,exact", help="world-model methods to run (comma list)")
+    p.add_argument(
+        "--wm-methods",
+        default="fast,exact,reuse,reuse_seed1,reuse_seed2",
+        help="world-model methods to run (comma list; reuse_seed<k>: the reuse head trained with seed k)",
+    )
     p.add_argument(
         "--wm-instances", type=int, default=None, help="run the world-model methods on the first N instances"
     )
-    p.add_argument("--wm-tracks", default="primary,long", help="ShareGPT tracks for the world-model methods")
+    p.add_argument(
+        "--wm-tracks", default="primary,long", help="tracks for wm_fast/wm_exact (wm_reuse runs on all)"
+    )
     p.add_argument("--only", default="", help="evaluate only these methods into the cache (no report)")
     p.add_argument("--candidate", default=None, help="method compared against every baseline")
     return p.parse_args(argv)
@@ -105,7 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
             json.dumps({"cached": {t: list(m) for t, m in raw["tracks"].items()} | {"j4": list(raw["j4"])}})
         )
         return raw
-    candidate = args.candidate or (extra[0].name if extra else "contrast")
+    names = [sc.name for sc in extra]
+    candidate = args.candidate or ("wm_reuse" if "wm_reuse" in names else names[0] if names else "contrast")
     n, seed = settings.n_resamples, settings.seed
     summary = {
         "command": "python -m benches.relevance " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),

@@ -84,8 +84,11 @@ def world_model_scorers(
         log.warning("world-model methods skipped: no DialogueWorldModel could be loaded (%s)", err)
         return []
     tag = model_fingerprint(model)
+    every = ("primary", "long")  # wm_reuse costs one encoder pass per dialogue: always every track
     return [
-        (ReuseMethod if m.startswith("reuse") else WorldModelMethod)(model, m, limit, tracks, tag)
+        ReuseMethod(model, m, limit, every, tag)
+        if m.startswith("reuse")
+        else WorldModelMethod(model, m, limit, tracks, tag)
         for m in methods
     ]
 
