@@ -39,6 +39,7 @@ from worldmodel.checkpoint import atomic_write_bytes, atomic_write_json
 
 Messages = Sequence[Mapping[str, str]]
 NUM_SCALARS = 8
+ROW_BLOCK = 1024
 _EDGE = re.compile(r"^[^0-9a-z]+|[^0-9a-z]+$")
 # Function words that recur in every turn; reusing them says nothing about relevance.
 STOP_WORDS = frozenset(
@@ -141,9 +142,11 @@ def reuse_features(scorer: Any, messages: Messages, pooled: tuple[Any, Tensor] |
     else:
         g = q = torch.zeros(dim)
     hn = F.normalize(h, dim=-1)
-    cos = hn @ hn.T
-    later = pooled.word_turn[None, :] > pooled.word_turn[:, None]
-    restated = cos.masked_fill(~later, -1.0).max(-1).values.clamp(min=0.0) if n else torch.zeros(0)
+    restated = torch.zeros(n)
+    for b in range(0, n, ROW_BLOCK):  # row blocks keep the [rows, N] cosines small on long dialogues
+        later = pooled.word_turn[None, :] > pooled.word_turn[b : b + ROW_BLOCK, None]
+        cos = (hn[b : b + ROW_BLOCK] @ hn.T).masked_fill(~later, -1.0)
+        restated[b : b + ROW_BLOCK] = cos.max(-1).values.clamp(min=0.0)
     words = [w for m in messages for w in m["content"].split()]
     counts = Counter(bare(w) for w in words)
     last = max(t_model - 1, 0)

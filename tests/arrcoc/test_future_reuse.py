@@ -162,3 +162,13 @@ def test_cli_trains_a_head_that_compress_uses(tiny_world_model, tmp_path):
     assert len(out.read_text().splitlines()) == 12
     result = CliRunner().invoke(app, ["train-reuse", str(data)])
     assert result.exit_code == 2 and "--model DIR" in result.output
+
+
+def test_restated_feature_is_the_same_in_row_blocks(tiny_world_model, monkeypatch):
+    from arrcoc import future_reuse
+
+    scorer = WorldModelScorer(tiny_world_model)
+    messages = [{"role": r, "content": "lisbon train on friday at nine"} for r in ("user", "assistant") * 3]
+    whole = reuse_features(scorer, messages)
+    monkeypatch.setattr(future_reuse, "ROW_BLOCK", 4)
+    assert torch.allclose(reuse_features(scorer, messages), whole)
