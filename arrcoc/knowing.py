@@ -152,12 +152,13 @@ class WorldModelScorer:
             hidden, enc.tokenizer, words, turn_of, num, enc.max_length, normalize=enc.normalize
         )
 
-    def information(self, messages: Sequence[Mapping[str, str]]) -> Tensor:
+    def information(self, messages: Sequence[Mapping[str, str]], pooled: PooledTurns | None = None) -> Tensor:
         """[N] surprisal (nats) of each word under the decoder, given the latent before its turn.
 
         Pieces past the decoder's length limit are not scored by the model; those words get
         their turn's mean surprisal per piece times their piece count (no information
-        either way). Words the model does not read get 0.
+        either way). Words the model does not read get 0. ``pooled`` (from `pool`) saves
+        a second encoder pass over the turns.
         """
         turn_of, num = model_turns(messages)
         words = split_words(messages)
@@ -167,7 +168,8 @@ class WorldModelScorer:
             return out
         owners = _turn_word_owners(messages, turn_of, num)
         with mean_field(self.model.rssm), torch.no_grad():
-            turns = self.model.turn_surprisal([messages[i] for i in readable])
+            embedded = None if pooled is None else pooled.pooled()[:num]
+            turns = self.model.turn_surprisal([messages[i] for i in readable], turn_embeddings=embedded)
         for turn, scored in enumerate(turns):
             owner = owners[turn]
             counts: dict[int, int] = {}
@@ -205,7 +207,7 @@ class WorldModelScorer:
             coupling = coupling_exact(pooled, self._imagine, self.proj, self.batch_size)
         scores = {
             "coupling": coupling,
-            "information": self.information(messages),
+            "information": self.information(messages, pooled),
             "salience": salience(pooled, vectors),
         }
         return WordScores(scores)

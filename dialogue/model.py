@@ -345,20 +345,30 @@ class DialogueWorldModel(nn.Module):
 
     @torch.no_grad()
     def turn_surprisal(
-        self, messages: Sequence[Mapping[str, Any]], seed: int | None = 0
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        seed: int | None = 0,
+        turn_embeddings: Tensor | None = None,
     ) -> list[TurnSurprisal]:
         """Per-token surprisal of every user and assistant turn given the latent before it.
 
         User turn t is scored from the prior at step t (before observing it), assistant turn
         t from the posterior at step t. Turns are cut to ``decoder.max_tokens - 1`` pieces.
+        turn_embeddings: the turns already embedded, [T, H] in the order user, reply, user,
+        ... (e.g. arrcoc's chunked pooling); None embeds them here.
         """
         tokenizer = self._require_tokenizer()
         steps = self.parse_messages(messages)
-        users = self.embed_texts([u for u, _ in steps])
         replies = [a or "" for _, a in steps]
-        assistant = self.embed_texts(replies) * torch.tensor(
-            [[bool(a)] for a in replies], device=users.device
-        )
+        if turn_embeddings is None:
+            users = self.embed_texts([u for u, _ in steps])
+            assistant = self.embed_texts(replies)
+        else:
+            users, assistant = turn_embeddings[0::2], turn_embeddings[1::2]
+            if len(users) != len(steps):
+                raise ValueError(f"{len(turn_embeddings)} turn embeddings for {len(steps)} user turns")
+            assistant = torch.cat([assistant, torch.zeros_like(users[len(assistant) :])])
+        assistant = assistant * torch.tensor([[bool(a)] for a in replies], device=users.device)
         action = self.act_proj(assistant)[None]
         prev = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
         is_first = torch.zeros(1, len(steps), dtype=torch.bool, device=users.device)
