@@ -264,10 +264,11 @@ def test_take_cover_action_map() -> None:
     assert TakeCover.action_map(out).tolist() == [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]
 
 
-def test_take_cover_random_actions_are_held_for_one_to_ten_steps() -> None:
-    stub = type("Stub", (), {"_hold": 0, "action_map": staticmethod(TakeCover.action_map)})()
+def _held_runs(hold_max: int) -> tuple[list[int], set]:
+    attrs = {"_hold": 0, "hold_max": hold_max, "action_map": staticmethod(TakeCover.action_map)}
+    stub = type("Stub", (), attrs)()
     rng, prev, actions = np.random.default_rng(0), None, []
-    for _ in range(2000):
+    for _ in range(4000):
         prev = TakeCover.random_action(stub, rng, prev)
         actions.append(tuple(prev))
     runs, length = [], 1
@@ -277,8 +278,14 @@ def test_take_cover_random_actions_are_held_for_one_to_ten_steps() -> None:
         else:
             runs.append(length)
             length = 1
-    # held 1-10 steps (a new draw may repeat the old action, so runs can be longer)
-    assert 3.5 < np.mean(runs) < 12 and set(actions) == {(1.0, 0.0), (0.0, 0.0), (0.0, 1.0)}
+    return runs, set(actions)
+
+
+@pytest.mark.parametrize("hold_max, low, high", [(10, 3.5, 12), (50, 20, 60)])
+def test_take_cover_random_actions_are_held_for_one_to_hold_max_steps(hold_max, low, high) -> None:
+    runs, actions = _held_runs(hold_max)
+    # held 1 to hold_max steps (a new draw may repeat the old action, so runs can be longer)
+    assert low < np.mean(runs) < high and actions == {(1.0, 0.0), (0.0, 0.0), (0.0, 1.0)}
 
 
 class _NoEnv(_FakeEnv):
@@ -303,6 +310,15 @@ def test_rollouts_are_saved_and_reused(tmp_path) -> None:
         rollouts(_NoEnv(), replace(cfg, episodes=4))
     with pytest.raises(ValueError, match="holds rollouts of"):
         rollouts(_NoEnv(), replace(cfg, seed=1))
+    with pytest.raises(ValueError, match="holds rollouts of"):
+        rollouts(_NoEnv(), replace(cfg, hold_max=50))
+    # extra_data: every episode of other rollout files of the same env is appended
+    extra = tmp_path / "extra.npz"
+    rollouts(_FakeEnv(), replace(cfg, seed=5, data_cache=str(extra)))
+    both = rollouts(_NoEnv(), replace(cfg, episodes=2, extra_data=f"{extra},{cache}"))
+    assert len(both) == 2 + 3 + 3 and np.array_equal(both[5]["frames"], data[0]["frames"])
+    with pytest.raises(ValueError, match="holds rollouts of"):
+        rollouts(_FakeEnv(), replace(cfg, env="other", data_cache="", extra_data=str(extra)))
 
 
 def test_vae_frames_and_mdn_init(tmp_path, monkeypatch) -> None:

@@ -8,7 +8,9 @@ to the MDN-RNN:
   ``[steer, gas, brake]`` with gas and brake clipped to [0, 1]; 3 controller outputs.
 - ``take_cover``: VizDoom ``take_cover`` (160x120 frames resized), buttons
   ``[MOVE_LEFT, MOVE_RIGHT]``; one controller output, left below -1/3, right above 1/3
-  (the paper's discretisation); +1 reward per tic alive, at most 2100 tics.
+  (the paper's discretisation); +1 reward per tic alive, at most 2100 tics. Its random
+  policy holds each action for 1 to ``hold_max`` steps (10 as DoomRNN's data; longer holds
+  reach the walls more often).
 """
 
 from __future__ import annotations
@@ -67,9 +69,10 @@ class CarRacing:
 class TakeCover:
     action_dim, controller_dim, max_steps = 2, 1, 2100
 
-    def __init__(self) -> None:
+    def __init__(self, hold_max: int = 10) -> None:
         import vizdoom
 
+        self.hold_max = hold_max
         self.game = vizdoom.DoomGame()
         self.game.load_config(os.path.join(vizdoom.scenarios_path, "take_cover.cfg"))
         self.game.set_window_visible(False)
@@ -99,10 +102,10 @@ class TakeCover:
         return torch.cat([(out < -1 / 3).float(), (out > 1 / 3).float()], -1)
 
     def random_action(self, rng: np.random.Generator, prev: np.ndarray | None) -> np.ndarray:
-        """A uniform random output held for 1-10 steps (as Ha & Schmidhuber's DoomRNN data),
-        so the random rollouts also move far left and right, not only jitter in place."""
+        """A uniform random output held for 1 to ``hold_max`` steps (10: as Ha & Schmidhuber's
+        DoomRNN data), so the random rollouts also move far left and right, not only jitter."""
         if prev is None or self._hold <= 0:
-            self._hold = int(rng.integers(1, 11))
+            self._hold = int(rng.integers(1, self.hold_max + 1))
             prev = self.action_map(torch.tensor([[rng.uniform(-1, 1)]])).numpy()[0]
         self._hold -= 1
         return prev
@@ -111,10 +114,10 @@ class TakeCover:
         self.game.close()
 
 
-def make_vmc_env(name: str) -> CarRacing | TakeCover:
-    """``"carracing"`` or ``"take_cover"``."""
+def make_vmc_env(name: str, hold_max: int = 10) -> CarRacing | TakeCover:
+    """``"carracing"`` or ``"take_cover"`` (whose random actions are held 1 to ``hold_max`` steps)."""
     if name == "carracing":
         return CarRacing()
     if name == "take_cover":
-        return TakeCover()
+        return TakeCover(hold_max)
     raise VMCEnvError(f"unknown V-M-C environment {name!r}; choose one of {ENVS}")

@@ -62,6 +62,8 @@ class VMCConfig:
     vae_frames: int = 0  # V trains on this many frames drawn at random from the rollouts (0: all)
     mdn_init: str = ""  # a vmc.safetensors whose M starts step 3 (mdn_epochs=0: use it as is)
     data_cache: str = ""  # an .npz of step 1's rollouts: loaded if it exists, else written there
+    extra_data: str = ""  # comma-separated .npz rollouts (save_rollouts) added to step 1's for V and M
+    hold_max: int = 10  # take_cover: the random policy holds each action 1 to hold_max steps
     dream: DreamConfig = field(default_factory=DreamConfig)
 
 
@@ -105,14 +107,17 @@ def save_rollouts(path: str | Path, data: list[dict[str, np.ndarray]], meta: dic
     tmp.replace(path)
 
 
-def load_rollouts(path: str | Path, episodes: int, meta: dict[str, Any]) -> list[dict[str, np.ndarray]]:
-    """The first ``episodes`` episodes of a ``save_rollouts`` file; refuses a file written for a
-    different ``meta`` or holding fewer episodes."""
+def load_rollouts(
+    path: str | Path, episodes: int | None, meta: dict[str, Any]
+) -> list[dict[str, np.ndarray]]:
+    """The first ``episodes`` (``None``: all) episodes of a ``save_rollouts`` file; refuses a file
+    whose meta differs from ``meta`` in any key ``meta`` gives, or with fewer episodes."""
     with np.load(path) as npz:
         saved = json.loads(str(npz["meta"]))
-        if saved != json.loads(json.dumps(meta, sort_keys=True)):
+        if any(saved.get(k) != v for k, v in json.loads(json.dumps(meta)).items()):
             raise ValueError(f"{path} holds rollouts of {saved}, not {meta}")
         lengths = npz["lengths"]
+        episodes = len(lengths) if episodes is None else episodes
         if len(lengths) < episodes:
             raise ValueError(f"{path} holds {len(lengths)} episodes, {episodes} requested")
         steps = np.concatenate([[0], np.cumsum(lengths)])  # transitions before each episode
@@ -126,13 +131,17 @@ def load_rollouts(path: str | Path, episodes: int, meta: dict[str, Any]) -> list
 
 
 def rollouts(env: Any, cfg: VMCConfig) -> list[dict[str, np.ndarray]]:
-    """Step 1 through ``cfg.data_cache``: load the saved rollouts, or collect and save them."""
-    meta = {"env": cfg.env, "seed": cfg.seed, "max_steps": cfg.max_steps}
+    """Step 1 through ``cfg.data_cache``: load the saved rollouts, or collect and save them; then
+    append every episode of the ``cfg.extra_data`` files (rollouts of the same env)."""
+    meta = {"env": cfg.env, "seed": cfg.seed, "max_steps": cfg.max_steps, "hold_max": cfg.hold_max}
     if cfg.data_cache and Path(cfg.data_cache).is_file():
-        return load_rollouts(cfg.data_cache, cfg.episodes, meta)
-    data = collect(env, cfg.episodes, cfg.max_steps, cfg.seed)
-    if cfg.data_cache:
-        save_rollouts(cfg.data_cache, data, meta)
+        data = load_rollouts(cfg.data_cache, cfg.episodes, meta)
+    else:
+        data = collect(env, cfg.episodes, cfg.max_steps, cfg.seed)
+        if cfg.data_cache:
+            save_rollouts(cfg.data_cache, data, meta)
+    for path in filter(None, cfg.extra_data.split(",")):
+        data += load_rollouts(path, None, {"env": cfg.env})
     return data
 
 
@@ -279,7 +288,7 @@ def run_vmc(cfg: VMCConfig, logdir: str | Path, env: Any = None) -> dict[str, An
     logdir = Path(logdir)
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    env = env or make_vmc_env(cfg.env)
+    env = env or make_vmc_env(cfg.env, cfg.hold_max)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
