@@ -21,7 +21,8 @@ USAGE = """Usage: `make bench-relevance` (= `python -m benches.relevance`) runs 
 `benches/results/relevance.json` and regenerates this section and the plots under `docs/img/`;
 `python -m benches.relevance --quick` is the CI-sized smoke run (`benches/results/relevance_quick.json`,
 docs untouched unless `--docs FILE`). Options: `--test-per-track N`, `--long-per-track N`, `--n-j4 N`,
-`--lm-steps N`, `--world-model DIR|none` (default: the shipped `dialogue/default`), `--candidate METHOD`,
+`--lm-steps N`, `--judge-steps N`, `--world-model DIR|none` (default: the shipped `dialogue/default`),
+`--wm-methods fast,exact,reuse,reuse_seed1,reuse_seed2`, `--candidate METHOD` (default: `wm_reuse`),
 `--cache-dir DIR`.
 Trained LMs, candidate sets, embeddings and each method's per-conversation results are cached under
 `benches/.cache/relevance/<mode>-<settings hash>/`; a missing or truncated file is rebuilt and an
@@ -31,7 +32,8 @@ Methods keep exactly `B = floor(r * N)` context words (long track: 64/128/256 wo
 order; speaker tags are forced and not counted. Judges: J1 MiniLM retrieval of turn t among 10 / 100
 saved candidates (same role, same log2-length bucket, other test conversations) plus a hard set from
 the same conversation; J1b the same with BM25; J2 NLL of turn t and t..t+2 under a GPT-2 judge trained
-with its own BPE on train half B (retention = (NLL_empty - NLL) / (NLL_empty - NLL_full)); J3 Spearman
+with its own BPE on train half B (512 positions, 800 steps of 8 windows; retention =
+(NLL_empty - NLL) / (NLL_empty - NLL_full)); J3 Spearman
 fidelity of the 100 candidate scores against the full context; J4 synthetic task dialogues (recall of
 the needed slot values, decoy rate, AUPRC; templates and filler disjoint from the training pool);
 J5 AUPRC against content words reused in turns t..t+3."""
