@@ -354,6 +354,7 @@ def plot(summary: dict, img_dir: Path) -> list[Path]:
         if not methods:
             continue
         fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        ax.set_prop_cycle(color=plt.cm.tab20.colors)  # 20 distinct colours: methods outnumber tab10
         for name, entry in methods.items():
             if name == "bounds":
                 continue
