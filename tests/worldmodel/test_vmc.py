@@ -365,3 +365,39 @@ def test_constant_controller_params() -> None:
     controller = LinearController(5, 1)
     out = controller(constant_params(controller, -3.0)[None], torch.randn(1, 4, 5))
     assert torch.allclose(out, torch.full((1, 4, 1), math.tanh(-3.0)))
+
+
+def _full_batch_dream(mdn, controller, params, start_z, horizon, tau) -> torch.Tensor:
+    """The dream without dropping ended rows (threshold done), as a reference."""
+    pop, rollouts = params.shape[0], start_z.shape[0]
+    z, state = start_z.repeat(pop, 1), mdn.initial_state(pop * rollouts)
+    h, alive = torch.zeros(pop * rollouts, mdn.hidden), torch.ones(pop * rollouts)
+    total = torch.zeros_like(alive)
+    for _ in range(horizon):
+        out = controller(params, torch.cat([z, h], -1).reshape(pop, rollouts, -1)).reshape(pop * rollouts, -1)
+        z, reward, prob, h, state = mdn.step(z, out, state, tau)
+        total += alive * reward
+        alive = alive * (prob <= 1 / (1 + mdn.done_weight)).float()
+    return total.reshape(pop, rollouts).mean(1)
+
+
+def test_dream_drops_ended_rollouts_without_changing_returns() -> None:
+    torch.manual_seed(0)
+    mdn = MDNRNN(z_dim=3, action_dim=1, hidden=8, mixtures=2, done_weight=1.0).eval()
+    with torch.no_grad():
+        mdn.done.weight.mul_(8.0)  # rollouts end at different steps
+        mdn.done.bias.fill_(-1.0)
+        mdn.reward.bias.fill_(1.0)
+    ctrl = LinearController(3 + 8, 1)
+    params, start = torch.randn(5, ctrl.num_params), torch.randn(4, 3)
+    torch.manual_seed(1)
+    fast = dream_returns(mdn, ctrl, params, start, lambda o: o, 30, 1e-6)
+    torch.manual_seed(1)
+    slow = _full_batch_dream(mdn, ctrl, params, start, 30, 1e-6)
+    assert torch.allclose(fast, slow, atol=1e-3)
+    assert fast.min() < fast.max()  # candidates' rollouts ended at different steps
+    features, candidate = torch.randn(7, 3 + 8), torch.tensor([4, 0, 0, 2, 1, 3, 4])
+    rowwise = ctrl.rows(params, features, candidate)
+    pairs = zip(features, candidate, strict=True)
+    looped = torch.stack([ctrl(params[c][None], f[None, None])[0, 0] for f, c in pairs])
+    assert torch.allclose(rowwise, looped, atol=1e-6)

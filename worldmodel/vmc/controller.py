@@ -32,3 +32,9 @@ class LinearController:
         """``params [P, n]``, ``features [P, M, in]`` -> outputs ``[P, M, out]`` in (-1, 1)."""
         weight, bias = self.unpack(params)
         return torch.tanh(features @ weight.transpose(1, 2) + bias[:, None, :])
+
+    def rows(self, params: Tensor, features: Tensor, candidate: Tensor) -> Tensor:
+        """Row-wise: ``params [P, n]``, ``features [N, in]``, ``candidate [N]`` (the row's index
+        into ``params``) -> outputs ``[N, out]``; rows of one candidate need not be adjacent."""
+        weight, bias = self.unpack(params)
+        return torch.tanh(torch.einsum("ni,noi->no", features, weight[candidate]) + bias[candidate])

@@ -11,7 +11,8 @@ rewards while the dream episode is alive. ``done`` says how M's done probability
 * ``expected``: no coin flips; each reward is weighted by the predicted probability of
   being alive, ``prod (1 - p)`` (as Dreamer weights imagined rewards by continues).
 
-All candidates of a CMA-ES generation and all their rollouts form one batch.
+All candidates of a CMA-ES generation and all their rollouts form one batch; rollouts
+leave it when they end, so a step costs only what is still alive.
 """
 
 from __future__ import annotations
@@ -81,21 +82,26 @@ def dream_returns(
     pop, rollouts = params.shape[0], start_z.shape[0]
     threshold = 1.0 / (1.0 + mdn.done_weight)  # calibrated p above it <=> M's weighted logit > 0
     z = start_z.repeat(pop, 1)  # row p * M + m
+    live = torch.arange(pop * rollouts, device=z.device)  # rows still running; ended rows are dropped
+    candidate = live // rollouts
     state = mdn.initial_state(pop * rollouts, z.device)
     h = torch.zeros(pop * rollouts, mdn.hidden, device=z.device)
-    alive = torch.ones(pop * rollouts, device=z.device)
+    alive = torch.ones(pop * rollouts, device=z.device)  # of the live rows
     total = torch.zeros_like(alive)
     for _ in range(horizon):
-        features = torch.cat([z, h], -1).reshape(pop, rollouts, -1)
-        action = action_map(controller(params, features).reshape(pop * rollouts, -1))
+        action = action_map(controller.rows(params, torch.cat([z, h], -1), candidate[live]))
         z, reward, done_prob, h, state = mdn.step(z, action, state, tau)
-        total = total + alive * reward
+        total[live] += alive * reward
         if done == "expected":
             alive = alive * (1.0 - done_prob)
         else:
             ended = torch.rand_like(done_prob) < done_prob if done == "sample" else done_prob > threshold
             alive = alive * (~ended).float()
-        if not bool((alive > 1e-6).any()):  # every rollout has ended (or is all but certain to)
+        keep = alive > 1e-6  # ended (or all but certainly ended) rows leave the batch
+        if not bool(keep.all()):
+            live, z, h, alive = live[keep], z[keep], h[keep], alive[keep]
+            state = (state[0][:, keep], state[1][:, keep])
+        if len(live) == 0:
             break
     return total.reshape(pop, rollouts).mean(1)
 
