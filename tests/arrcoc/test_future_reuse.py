@@ -172,3 +172,17 @@ def test_restated_feature_is_the_same_in_row_blocks(tiny_world_model, monkeypatc
     whole = reuse_features(scorer, messages)
     monkeypatch.setattr(future_reuse, "ROW_BLOCK", 4)
     assert torch.allclose(reuse_features(scorer, messages), whole)
+
+
+def test_shipped_default_model_has_a_reuse_head():
+    from arrcoc.compress import compress
+    from arrcoc.demo import sample_dialogue
+    from arrcoc.knowing import resolve_model
+
+    scorer = resolve_model(None)
+    assert scorer.reuse is not None and scorer.reuse.config.dim == scorer.model.encoder.dim
+    messages = sample_dialogue()["messages"]
+    p = scorer.score(messages, "reuse").scores["coupling"]
+    assert p.shape == (sum(len(m["content"].split()) for m in messages),) and 0 < p.min() <= p.max() < 1
+    result = compress(messages, 0.3, method="reuse")
+    assert result.budget == int(0.3 * len(p))
