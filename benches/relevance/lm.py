@@ -38,6 +38,21 @@ class LMConfig:
     lr: float = 3e-3
     target_tokens: int = 160  # cap on the target span given to the judge
     seed: int = 0
+    # Share of each batch given as (compressed context, intact next turns) pairs instead of plain
+    # windows: a judge that has seen scattered kept words can read what the methods keep.
+    compressed: float = 0.0
+
+
+def _parse_rendered(text: str) -> list[Turn]:
+    """Turns of a `render_turns` text (``"User: ...\nAssistant: ..."``, one turn per line)."""
+    turns = []
+    for line in text.split("\n"):
+        role, sep, rest = line.partition(": ")
+        if sep and role in ("User", "Assistant", "System"):
+            turns.append(Turn(role.lower(), tuple(rest.split())))
+        elif turns:  # a line break inside a turn
+            turns[-1] = Turn(turns[-1].role, turns[-1].words + tuple(line.split()))
+    return turns
 
 
 def train_bpe(texts: Sequence[str], vocab_size: int) -> Tokenizer:
@@ -99,11 +114,18 @@ class SmallLM:
         sched = torch.optim.lr_scheduler.OneCycleLR(
             optim, config.lr, total_steps=max(config.steps, 1), pct_start=0.1
         )
+        dialogues = [_parse_rendered(t) for t in texts] if config.compressed > 0 else []
+        n_compressed = round(config.batch_size * config.compressed)
         gpt.train()
         for _ in progress(range(config.steps), desc=f"train {desc}"):
-            starts = rng.integers(0, len(stream) - window, size=config.batch_size)
-            batch = torch.from_numpy(np.stack([stream[s : s + window] for s in starts]))
-            loss = gpt(input_ids=batch, labels=batch).loss
+            starts = rng.integers(0, len(stream) - window, size=config.batch_size - n_compressed)
+            rows = [stream[s : s + window] for s in starts]
+            rows += [lm._compressed_sample(dialogues, rng, window) for _ in range(n_compressed)]
+            batch = torch.full((len(rows), window), lm.eos, dtype=torch.long)
+            labels = torch.full_like(batch, -100)
+            for r, row in enumerate(rows):
+                batch[r, : len(row)] = labels[r, : len(row)] = torch.as_tensor(row)
+            loss = gpt(input_ids=batch, labels=labels).loss
             optim.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(gpt.parameters(), 1.0)
@@ -111,6 +133,18 @@ class SmallLM:
             sched.step()
         gpt.eval()
         return lm
+
+    def _compressed_sample(
+        self, dialogues: list[list[Turn]], rng: np.random.Generator, window: int
+    ) -> list[int]:
+        """EOS, a seeded cut's context with each word kept with probability U(0.1, 1), then up to three
+        intact turns: the layout `target_nll` scores, left-truncated to ``window`` tokens."""
+        turns = dialogues[int(rng.integers(len(dialogues)))]
+        cut = int(rng.integers(1, len(turns))) if len(turns) > 1 else 0
+        keep = rng.uniform(0.1, 1.0)
+        context = [Turn(t.role, tuple(w for w in t.words if rng.random() < keep)) for t in turns[:cut]]
+        ids = [self.eos, *self.turns_ids([*context, *turns[cut : cut + 3]])[0]]
+        return ids[-window:]
 
     def save(self, path: str | Path) -> None:
         path = Path(path)

@@ -350,6 +350,30 @@ def test_small_lm_word_alignment_save_load_and_judge(tmp_path):
         SmallLM.load(tmp_path / "lm.safetensors")
 
 
+def test_compression_aware_judge_samples_match_the_judged_layout():
+    from benches.relevance.lm import LMConfig, SmallLM, _parse_rendered
+
+    text = "User: book a table for two\nAssistant: which day works for you\nUser: friday at eight please"
+    turns = _parse_rendered(text)
+    assert turns == [
+        T("user", "book a table for two"),
+        T("assistant", "which day works for you"),
+        T("user", "friday at eight please"),
+    ]
+    config = LMConfig(
+        vocab_size=300, n_layer=1, n_embd=16, n_head=2, n_positions=64, steps=3, batch_size=2, compressed=0.5
+    )
+    lm = SmallLM.train([text] * 20, config)  # mixed batches train without error
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        ids = lm._compressed_sample([turns], rng, 64)
+        assert ids[0] == lm.eos and len(ids) <= 64
+        tags = [lm.tokenizer.encode(f"\n{r}:").ids for r in ("User", "Assistant")]
+        # the last turns are intact: the sample ends with the tokens of the full final turn(s)
+        tail = lm.turns_ids(turns[-1:])[0]
+        assert ids[-len(tail) :] == tail and any(ids[1 : 1 + len(t)] == t for t in tags)
+
+
 # ---- wm_reuse ----
 def test_reuse_method_trains_caches_and_scores(tiny_world_model, tmp_path, monkeypatch):
     from types import SimpleNamespace
