@@ -44,6 +44,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lm-steps", type=int, default=None, help="training steps of the scorer LM")
     p.add_argument("--judge-steps", type=int, default=None, help="training steps of the J2 judge LM")
     p.add_argument(
+        "--judge-compressed",
+        type=float,
+        default=None,
+        help="share of the judge's training batches given as compressed contexts before intact turns",
+    )
+    p.add_argument(
         "--world-model",
         default=None,
         help="DialogueWorldModel directory for the world-model methods ('none' to skip)",
@@ -79,6 +85,11 @@ def settings_from(args: argparse.Namespace) -> BenchSettings:
         changes["lm"] = dataclasses.replace(s.lm, steps=args.lm_steps)
     if args.judge_steps is not None:
         changes["judge"] = dataclasses.replace(s.judge, steps=args.judge_steps)
+    if args.judge_compressed is not None:
+        if not 0.0 <= args.judge_compressed <= 1.0:
+            raise SystemExit(f"--judge-compressed must be in [0, 1], got {args.judge_compressed}")
+        judge = changes.get("judge", s.judge)
+        changes["judge"] = dataclasses.replace(judge, compressed=args.judge_compressed)
     for key, value in changes.items():
         if isinstance(value, int) and value < 1:
             raise SystemExit(f"--{key.replace('_', '-')} must be >= 1, got {value}")

@@ -63,14 +63,11 @@ class BenchSettings:
     lm: LMConfig = field(
         default_factory=lambda: LMConfig(n_positions=384, target_tokens=96, steps=150, batch_size=4)
     )
-    # The J2 judge reads longer contexts and trains 7x the tokens of the scorer LM (at the scorer's
-    # size its NLL of turns t..t+2 moved by only 0.06 nats between empty and full context), half of
-    # them as compressed contexts before intact next turns: a judge that never saw scattered words
-    # scored the future-lexical oracle far below recency (docs/benchmarks.md).
+    # The J2 judge reads longer contexts and trains 7x the tokens of the scorer LM: at the scorer's
+    # size its NLL of turns t..t+2 moved by only 0.06 nats between empty and full context.
+    # `--judge-compressed 0.5` trains half of it on compressed contexts (docs/benchmarks.md).
     judge: LMConfig = field(
-        default_factory=lambda: LMConfig(
-            n_positions=512, target_tokens=128, steps=800, batch_size=8, compressed=0.5
-        )
+        default_factory=lambda: LMConfig(n_positions=512, target_tokens=128, steps=800, batch_size=8)
     )
 
     @property
