@@ -49,7 +49,7 @@ STOP_WORDS = frozenset(
     off on once only or other our ours out over own same she should so some such than that the their
     theirs them then there these they this those through to too under until up very was we were what
     when where which while who whom why will with would you your yours yes ok okay please thanks thank
-    let like get make use using one also here there""".split()
+    let like get make use using one""".split()
 )
 
 
