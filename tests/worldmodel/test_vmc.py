@@ -401,3 +401,22 @@ def test_dream_drops_ended_rollouts_without_changing_returns() -> None:
     pairs = zip(features, candidate, strict=True)
     looped = torch.stack([ctrl(params[c][None], f[None, None])[0, 0] for f, c in pairs])
     assert torch.allclose(rowwise, looped, atol=1e-6)
+
+
+@pytest.mark.parametrize("lives, expected", [(1, 2.0), (2, 6.0), (3, 9.0), (4, 12.0)])
+def test_dream_lives_count_rising_done_events(lives, expected) -> None:
+    mdn = MDNRNN(z_dim=2, action_dim=1, hidden=4, mixtures=1, done_weight=1.0).eval()
+    above = {2, 3, 6, 9}  # done fires at steps 2-3 (one event), 6 and 9
+    step = iter(range(1, 100))
+
+    def scripted(z, action, state, tau):
+        t = next(step)
+        prob = torch.full((len(z),), 0.9 if t in above else 0.1)
+        return z, torch.ones(len(z)), prob, torch.zeros(len(z), 4), state
+
+    mdn.step = scripted
+    args = (mdn, LinearController(6, 1), torch.zeros(1, 7), torch.zeros(3, 2), lambda o: o, 12, 1.0)
+    ret = dream_returns(*args, lives=lives)
+    assert ret.item() == expected
+    with pytest.raises(ValueError, match="lives"):
+        DreamConfig(done="expected", lives=2)

@@ -310,7 +310,7 @@ def run_vmc(cfg: VMCConfig, logdir: str | Path, env: Any = None) -> dict[str, An
         start_z = torch.stack([mu[0] for mu, _ in latents])
         best, dream_history = evolve_controller(mdn, controller, start_z, env.action_map, cfg.dream)
         params = torch.as_tensor(best, dtype=torch.float32)
-        dream = (start_z, env.action_map, cfg.dream.horizon, cfg.dream.tau, cfg.dream.done)
+        dream = (start_z, env.action_map, cfg.dream.horizon, cfg.dream.tau, cfg.dream.done, cfg.dream.lives)
         final_dream = dream_returns(mdn, controller, params[None], *dream)
         zero_dream = dream_returns(mdn, controller, torch.zeros(1, controller.num_params), *dream)
         lap("4_evolve_C_in_dream")
