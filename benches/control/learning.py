@@ -81,9 +81,10 @@ def run_seed(env: str, steps: int, seed: int, size: str | None, train_ratio: flo
         "env": env,
         "seed": seed,
         "steps": steps,
-        "wall_s": wall,
+        "wall_s": wall,  # this process only; a resumed seed's earlier part is in train_wall_s
+        "train_wall_s": max(clock.values(), default=wall),
         "updates": result["updates"],
-        "updates_per_s": result["updates"] / wall,
+        "updates_per_s": result["updates"] / max(clock.values(), default=wall),
         "fps_last": speed[-1]["fps"] if speed else None,
         "eval_curve": curve,
         "eval_wall_s": [(step, clock[step]) for step, _ in curve],

@@ -54,3 +54,23 @@ def test_compare_with_sheeprl_per_seed_and_slowest_seed():
     seeds[1]["eval_curve"] = [(1000, 10.0), (2000, 20.0)]
     out = compare_with_sheeprl(seeds, 475.0, estimate)
     assert out["speedup"][1] is None and out["speedup_slowest_seed"] is None
+
+
+def test_run_seed_speed_counts_the_whole_training_clock(tmp_path, monkeypatch):
+    """A resumed seed's JSON reports updates/s over all its training time, not this process's."""
+    from benches.control import learning
+
+    rows = [
+        {"step": 1000, "fps": 100.0, "updates_per_s": 0.0, "updates": 0},  # 10 s before a resume
+        {"step": 1000, "eval/return": 9.0},
+        {"step": 2000, "fps": 50.0, "updates_per_s": 4.0, "updates": 120},  # 20 s after it
+        {"step": 2000, "eval/return": 30.0},
+    ]
+    monkeypatch.setattr(learning, "train", lambda run_cfg, agent_cfg, logdir: {"updates": 120})
+    monkeypatch.setattr(learning, "read_metrics", lambda logdir: rows)
+    monkeypatch.setattr(learning, "RESULTS", tmp_path)
+    out = learning.run_seed("gym:CartPole-v1", 2000, 0, "tiny", None, 1000, ["run.eval_episodes=2"], tmp_path)
+    assert out["train_wall_s"] == pytest.approx(30.0) and out["updates_per_s"] == pytest.approx(4.0)
+    assert out["eval_curve"] == [(1000, 9.0), (2000, 30.0)]
+    assert out["config"]["run"]["eval_episodes"] == 2 and out["config"]["run"]["checkpoint_every"] == 1000
+    assert (tmp_path / "control_gym_cartpole_v1_seed0.json").is_file()
