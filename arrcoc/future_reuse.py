@@ -32,7 +32,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
 from worldmodel.checkpoint import atomic_write_bytes, atomic_write_json
@@ -102,10 +103,8 @@ class FutureReuse(nn.Module):
         """Write ``config.json`` and ``model.safetensors`` (atomically) into ``path``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        tmp = path / "model.safetensors.tmp"
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(tmp))
-        atomic_write_bytes(path / "model.safetensors", tmp.read_bytes())
-        tmp.unlink()
+        state = {k: v.contiguous() for k, v in self.state_dict().items()}
+        atomic_write_bytes(path / "model.safetensors", safetensors_bytes(state, {"format": "pt"}))
         atomic_write_json(path / "config.json", asdict(self.config))
         return path
 

@@ -76,15 +76,16 @@ def run_seed(env: str, steps: int, seed: int, size: str | None, train_ratio: flo
     rows = read_metrics(logdir)
     curve = [(r["step"], r["eval/return"]) for r in rows if "eval/return" in r]
     clock = training_clock(rows)
+    train_wall = max(clock.values(), default=wall)  # the whole training time, across resumes
     speed = [r for r in rows if "updates_per_s" in r and r["updates"] > 0]
     out = {
         "env": env,
         "seed": seed,
         "steps": steps,
         "wall_s": wall,  # this process only; a resumed seed's earlier part is in train_wall_s
-        "train_wall_s": max(clock.values(), default=wall),
+        "train_wall_s": train_wall,
         "updates": result["updates"],
-        "updates_per_s": result["updates"] / max(clock.values(), default=wall),
+        "updates_per_s": result["updates"] / train_wall,
         "fps_last": speed[-1]["fps"] if speed else None,
         "eval_curve": curve,
         "eval_wall_s": [(step, clock[step]) for step, _ in curve],

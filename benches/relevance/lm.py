@@ -45,14 +45,8 @@ class LMConfig:
 
 def _parse_rendered(text: str) -> list[Turn]:
     """Turns of a `render_turns` text (``"User: ...\nAssistant: ..."``, one turn per line)."""
-    turns = []
-    for line in text.split("\n"):
-        role, sep, rest = line.partition(": ")
-        if sep and role in ("User", "Assistant", "System"):
-            turns.append(Turn(role.lower(), tuple(rest.split())))
-        elif turns:  # a line break inside a turn
-            turns[-1] = Turn(turns[-1].role, turns[-1].words + tuple(line.split()))
-    return turns
+    lines = (line.partition(": ") for line in text.split("\n"))
+    return [Turn(role.lower(), tuple(rest.split())) for role, sep, rest in lines if sep]
 
 
 def train_bpe(texts: Sequence[str], vocab_size: int) -> Tokenizer:
