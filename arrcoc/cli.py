@@ -121,12 +121,12 @@ def train_reuse_cmd(
         scorer = resolve_model(model)
         if not isinstance(scorer, WorldModelScorer):
             raise ValueError("the reuse head needs a DialogueWorldModel directory")
-        examples = [
-            ex
-            for k, item in enumerate(read_dialogues(input))
-            if item.error is None
-            for ex in dialogue_cuts(item.messages, span, cuts, seed=seed + k)
-        ]
+        examples = []
+        for k, item in enumerate(read_dialogues(input)):
+            if item.error is not None:  # reported, not silently dropped; the rest still train
+                typer.echo(f"{input.name}:{item.line}: skipped: {item.error}", err=True)
+                continue
+            examples += dialogue_cuts(item.messages, span, cuts, seed=seed + k)
         config = ReuseConfig(dim=scorer.model.encoder.dim, span=span)
         head, stats = train_reuse(scorer, examples, config, epochs=epochs, seed=seed)
     except ValueError as err:

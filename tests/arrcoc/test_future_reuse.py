@@ -149,11 +149,14 @@ def test_cli_trains_a_head_that_compress_uses(tiny_world_model, tmp_path):
         rows.append(json.dumps({"id": k, "messages": messages + future}))
     data = tmp_path / "train.jsonl"
     data.write_text("\n".join(rows) + "\n")
-    result = CliRunner().invoke(app, ["train-reuse", str(data), "--model", str(model_dir), "--epochs", "2"])
+    train = tmp_path / "train_with_a_bad_line.jsonl"
+    train.write_text(data.read_text() + "{not json\n")
+    result = CliRunner().invoke(app, ["train-reuse", str(train), "--model", str(model_dir), "--epochs", "2"])
     assert result.exit_code == 0, result.output
     line = next(line for line in result.output.splitlines() if '{"saved"' in line)  # after progress bars
     summary = json.loads(line[line.index("{") :])
     assert summary["examples"] == 12 and summary["saved"] == str(model_dir / "reuse")
+    assert "train_with_a_bad_line.jsonl:13: skipped: invalid JSON" in result.output  # the bad line is named
     assert (model_dir / "reuse" / "model.safetensors").is_file()
     out = tmp_path / "out.jsonl"
     args = ["--budget", "3", "--model", str(model_dir), "--method", "reuse", "-o", str(out)]

@@ -253,3 +253,16 @@ def test_next_user_skip_starts_at_previous_user_turn_and_round_trips(tiny_setup,
     assert torch.equal(loaded.user_skip.weight, model.user_skip.weight)
     again = loaded.simulate_future_turns(loaded.encode_dialogue(DIALOGUE), "ok", num_turns=2)
     assert torch.allclose(again.next_user, traj.next_user, atol=1e-6)
+
+
+def test_turn_surprisal_with_given_turn_embeddings(tiny_setup):
+    """Embeddings passed in give the same surprisal as embedding the turns; a wrong count is refused."""
+    model = tiny_setup[0]().eval()
+    steps = model.parse_messages(DIALOGUE)
+    texts = [t for u, a in steps for t in (u, a) if t is not None]
+    given = model.embed_texts(texts)
+    own = model.turn_surprisal(DIALOGUE)
+    passed = model.turn_surprisal(DIALOGUE, turn_embeddings=given)
+    assert all(torch.allclose(a.surprisal, b.surprisal) for a, b in zip(own, passed, strict=True))
+    with pytest.raises(ValueError, match="turn embeddings for"):
+        model.turn_surprisal(DIALOGUE, turn_embeddings=given[:1])
