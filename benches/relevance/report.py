@@ -190,7 +190,11 @@ def compare(raw: dict, candidate: str, n_resamples: int, seed: int) -> list[dict
 
 
 def verdict(rows: list[dict], budget: str = "0.25") -> dict[str, dict]:
-    """Per baseline: does the candidate win on J4 and J2 (retention CI above zero) at ``budget``?"""
+    """Per baseline at ``budget``: is each CI of the difference above zero, and which rule is met?
+
+    ``wins_j2`` is issue 6's target (J4, and J2 retention on all and on the long-range subset);
+    ``wins`` is the protocol's rule (J4 and at least one of J2, J1b, each on all and long-range).
+    """
     out: dict[str, dict] = {}
     for r in rows:
         if r["budget"] != budget or r["track"] not in ("primary", "j4"):
@@ -200,8 +204,14 @@ def verdict(rows: list[dict], budget: str = "0.25") -> dict[str, dict]:
             entry["j4"] = r["lo"] > 0
         elif r["judge"] == "J2":
             entry[f"j2_{r['subset']}"] = r["retention"]["lo"] > 0
+        elif r["judge"] == "J1b":
+            entry[f"j1b_{r['subset']}"] = r["lo"] > 0
     for entry in out.values():
-        entry["wins"] = all(entry.get(k, False) for k in ("j4", "j2_all", "j2_long_range"))
+        both = {
+            j: entry.get(f"{j}_all", False) and entry.get(f"{j}_long_range", False) for j in ("j2", "j1b")
+        }
+        entry["wins_j2"] = entry.get("j4", False) and both["j2"]
+        entry["wins"] = entry.get("j4", False) and (both["j2"] or both["j1b"])
     return out
 
 
@@ -301,7 +311,7 @@ def markdown(summary: dict, command: str, plots: list[str]) -> str:
 
 
 def verdict_lines(s: dict) -> list[str]:
-    """Plain statements of the target: a win needs J4 and J2 (all and long-range) CIs above zero."""
+    """Plain statements of both targets (see `verdict`): J4 + J2 (issue 6), J4 + (J2 or J1b) (protocol)."""
     cand = s["candidate"]
     out = []
     if not cand.startswith("wm_"):
@@ -309,11 +319,13 @@ def verdict_lines(s: dict) -> list[str]:
             f"No world-model method ran in this report (no trained DialogueWorldModel was loaded); `{cand}` "
             "stands in as the candidate so the statistics are exercised. The target of issue 6 is not tested."
         )
+    keys = ("j4", "j2_all", "j2_long_range", "j1b_all", "j1b_long_range")
     for base, v in s["verdict_at_0.25"].items():
-        judged = ", ".join(f"{k} {'yes' if v.get(k) else 'no'}" for k in ("j4", "j2_all", "j2_long_range"))
+        judged = ", ".join(f"{k} {'yes' if v.get(k) else 'no'}" for k in keys)
         out.append(
             f"- `{cand}` vs `{base}` at 0.25 (CI of the difference above zero?): {judged} -> "
-            f"{'WIN' if v['wins'] else 'no win'}"
+            f"J4+J2 {'WIN' if v.get('wins_j2') else 'no win'}; "
+            f"protocol (J4 + J2 or J1b) {'WIN' if v['wins'] else 'no win'}"
         )
     return out
 

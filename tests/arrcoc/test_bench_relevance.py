@@ -13,7 +13,7 @@ from benches.relevance.budget import BudgetError, budget_for, budget_words, comp
 from benches.relevance.cache import cached_array, cached_json
 from benches.relevance.data import Instance, Turn, bench_split, group_conversations, make_instance
 from benches.relevance.judges import auprc, j4_metrics, retention, silver_labels
-from benches.relevance.report import merge_random, write_section
+from benches.relevance.report import merge_random, verdict, write_section
 from benches.relevance.retrieval import RetrievalJudge, _rank_metrics, build_candidate_sets, length_bucket
 from benches.relevance.scorers import OracleScorer, RecencyScorer, TfIdfScorer
 from benches.relevance.synthetic import KINDS, POOLS, task_dialogues
@@ -266,6 +266,29 @@ def test_merge_random_averages_seeds_per_conversation():
     assert list(merged) == ["random", "recency"]
     assert merged["random"]["budgets"]["0.1"]["m"] == [0.5, 1.0]
     assert merged["random"]["j5_auprc"] == pytest.approx([0.3, 0.4])
+
+
+def test_verdict_applies_issue_and_protocol_rules():
+    def row(judge, subset, lo, base="recency"):
+        r = {"track": "j4" if judge == "J4" else "primary", "subset": subset, "judge": judge}
+        r.update(baseline=base, budget="0.25", lo=lo, mean=lo + 0.1, hi=lo + 0.2)
+        if judge == "J2":
+            r["retention"] = {"lo": lo, "mean": lo + 0.1, "hi": lo + 0.2}
+        return r
+
+    rows = [row("J4", "all", 0.1), row("J2", "all", 0.05), row("J2", "long_range", -0.01)]
+    rows += [row("J1b", "all", 0.02), row("J1b", "long_range", 0.01), row("J1", "all", 0.3)]
+    rows += [
+        row("J4", "all", 0.1, "tfidf"),
+        row("J1b", "all", 0.02, "tfidf"),
+        row("J1b", "long_range", -0.1, "tfidf"),
+    ]
+    rows += [{**row("J4", "all", -0.1, "random"), "budget": "0.1"}]  # other budgets are ignored
+    v = verdict(rows)
+    assert set(v) == {"recency", "tfidf"}
+    assert v["recency"]["j2_all"] and not v["recency"]["j2_long_range"]
+    assert not v["recency"]["wins_j2"] and v["recency"]["wins"]  # J4 + J1b on both subsets
+    assert not v["tfidf"]["wins"] and not v["tfidf"]["wins_j2"]  # J1b fails on long-range, no J2
 
 
 def test_write_section_replaces_only_between_markers(tmp_path):
