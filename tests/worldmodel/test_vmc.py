@@ -254,6 +254,32 @@ def test_run_vmc_end_to_end_on_fake_env(tmp_path) -> None:
     assert all(torch.equal(reloaded["vae"][k], state["vae"][k]) for k in state["vae"])
 
 
+def test_controller_evolved_on_real_returns_beats_random(tmp_path) -> None:
+    """``controller_env="real"`` (the paper's CarRacing recipe): CMA-ES scores C in the environment.
+    The fake env pays the action, so the best controller outputs +1 at every step (return 12)."""
+    cfg = VMCConfig(
+        env="fake",
+        episodes=4,
+        max_steps=12,
+        z_dim=4,
+        vae_epochs=1,
+        hidden=8,
+        mdn_epochs=1,
+        mdn_seq_len=6,
+        eval_episodes=3,
+        controller_env="real",
+        dream=DreamConfig(generations=8, population=8, rollouts=1, horizon=12, sigma0=0.5, eval_every=4),
+    )
+    summary = run_vmc(cfg, tmp_path, env=_FakeEnv())
+    assert summary["cmaes"]["scored_in"] == "real" and "4_evolve_C_in_real" in summary["seconds"]
+    real = summary["real_return"]
+    mean = real["controller"]["mean"]
+    assert mean > 6.0 and mean > real["random_policy"]["mean"] + 4.0
+    assert summary["cmaes"]["last_generation_mean"] > summary["cmaes"]["first_generation_mean"]
+    with pytest.raises(ValueError, match="controller_env='moon'.*dream, real"):
+        VMCConfig(controller_env="moon")
+
+
 def test_unknown_env() -> None:
     with pytest.raises(VMCEnvError, match="'doom'"):
         make_vmc_env("doom")

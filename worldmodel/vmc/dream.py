@@ -25,12 +25,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import cma
 import numpy as np
 import torch
 from torch import Tensor
 
-from worldmodel.run import progress
+from worldmodel.vmc.cmaes import evolve
 from worldmodel.vmc.controller import LinearController
 from worldmodel.vmc.mdn_rnn import MDNRNN
 
@@ -124,44 +123,13 @@ def dream_returns(
 def evolve_controller(
     mdn: MDNRNN, controller: LinearController, start_z: Tensor, action_map: ActionMap, config: DreamConfig
 ) -> tuple[np.ndarray, list[dict[str, float]]]:
-    """CMA-ES on the dream return (``cma`` minimises, so it sees ``-return``).
-
-    ``start_z [R, Z]``: each generation draws ``config.rollouts`` of them at random. Every
-    ``eval_every`` generations (and after the last) the mean of the search distribution
-    is scored on ``eval_rollouts`` fresh dream rollouts (a single candidate's score is too
-    noisy to pick a winner from); the best-scoring mean is returned, with one history row
-    per generation (``best`` and ``mean`` candidate return, ``sigma``, and ``evaluated``
-    when the mean was scored).
-    """
-    es = cma.CMAEvolutionStrategy(
-        np.zeros(controller.num_params),
-        config.sigma0,
-        {"popsize": config.population, "seed": config.seed + 1, "verbose": -9},
-    )
+    """C by CMA-ES on the dream return (`worldmodel.vmc.cmaes.evolve`); each scoring draws its
+    rollouts' first latent codes at random from ``start_z [R, Z]``."""
     generator = torch.Generator().manual_seed(config.seed)
 
-    def starts(n: int) -> Tensor:
-        return start_z[torch.randint(start_z.shape[0], (n,), generator=generator)]
-
-    def score(params: np.ndarray, rollouts: int) -> Tensor:
-        params = torch.as_tensor(np.atleast_2d(params), dtype=torch.float32)
+    def fitness(params: Tensor, rollouts: int) -> Tensor:
+        starts = start_z[torch.randint(start_z.shape[0], (rollouts,), generator=generator)]
         dream = (action_map, config.horizon, config.tau, config.done, config.lives)
-        return dream_returns(mdn, controller, params, starts(rollouts), *dream)
+        return dream_returns(mdn, controller, params, starts, *dream)
 
-    history, best, best_score = [], np.zeros(controller.num_params), -float("inf")
-    for gen in progress(range(config.generations), desc="CMA-ES in the dream"):
-        solutions = es.ask()
-        returns = score(np.stack(solutions), config.rollouts)
-        es.tell(solutions, (-returns).tolist())
-        row = {
-            "generation": gen,
-            "best": float(returns.max()),
-            "mean": float(returns.mean()),
-            "sigma": es.sigma,
-        }
-        if (gen + 1) % config.eval_every == 0 or gen + 1 == config.generations:
-            row["evaluated"] = float(score(es.result.xfavorite, config.eval_rollouts)[0])
-            if row["evaluated"] > best_score:
-                best, best_score = np.array(es.result.xfavorite), row["evaluated"]
-        history.append(row)
-    return best, history
+    return evolve(controller.num_params, fitness, config, "CMA-ES in the dream")

@@ -3,7 +3,9 @@
 1. ``collect``: random rollouts in the real environment (64x64 frames, actions, rewards, dones);
 2. ``train_vae``: V on all frames;
 3. ``train_mdn``: M on the latent sequences (``z`` resampled from V's posterior every epoch);
-4. ``evolve_controller`` (:mod:`worldmodel.vmc.dream`): C by CMA-ES inside M's dream;
+4. ``evolve_controller`` (:mod:`worldmodel.vmc.dream`): C by CMA-ES inside M's dream (the
+   paper's VizDoom recipe), or with ``controller_env="real"`` by CMA-ES on real returns
+   (``real_fitness``; the paper's CarRacing recipe, with V and M as C's eyes and memory);
 5. ``evaluate_real``: C (with V and M as its eyes and memory) in the real environment,
    against a random policy.
 
@@ -25,12 +27,14 @@ import torch
 from worldmodel.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
 from worldmodel.config import config_to_dict
 from worldmodel.run import progress, seed_everything
+from worldmodel.vmc.cmaes import evolve
 from worldmodel.vmc.controller import LinearController
 from worldmodel.vmc.dream import DreamConfig, dream_returns, evolve_controller
 from worldmodel.vmc.envs import make_vmc_env
 from worldmodel.vmc.mdn_rnn import MDNRNN
 from worldmodel.vmc.vae import ConvVAE, frames_to_input
 
+CONTROLLER_ENVS = ("dream", "real")
 PAPER = {
     "carracing": "906 +- 21 (Ha & Schmidhuber 2018); 860 (ctallec/world-models)",
     "take_cover": "1092 +- 556 survival steps for the dream-trained controller (750 = solved)",
@@ -64,7 +68,14 @@ class VMCConfig:
     data_cache: str = ""  # an .npz of step 1's rollouts: loaded if it exists, else written there
     extra_data: str = ""  # comma-separated .npz rollouts (save_rollouts) added to step 1's for V and M
     hold_max: int = 10  # take_cover: the random policy holds each action 1 to hold_max steps
+    controller_env: str = "dream"  # where CMA-ES scores C: "dream" (M) or "real" (the environment)
     dream: DreamConfig = field(default_factory=DreamConfig)
+
+    def __post_init__(self) -> None:
+        if self.controller_env not in CONTROLLER_ENVS:
+            raise ValueError(
+                f"controller_env={self.controller_env!r}: choose one of {', '.join(CONTROLLER_ENVS)}"
+            )
 
 
 def collect(env: Any, episodes: int, max_steps: int, seed: int) -> list[dict[str, np.ndarray]]:
@@ -253,15 +264,17 @@ def evaluate_real(
     params: torch.Tensor | None,
     episodes: int,
     seed: int,
+    max_steps: int | None = None,
 ) -> list[float]:
     """Step 5. Real returns of the controller ``params [n]`` (``None``: uniformly random
-    controller outputs, the random-policy baseline), one episode per seed ``seed + i``."""
+    controller outputs, the random-policy baseline), one episode per seed ``seed + i``, each
+    of at most ``max_steps`` steps (``None``: the environment's limit)."""
     rng = np.random.default_rng(seed)
     returns = []
     for ep in range(episodes):
         frame, state, total = env.reset(seed + ep), mdn.initial_state(1), 0.0
         h = torch.zeros(1, mdn.hidden)
-        for _ in range(env.max_steps):
+        for _ in range(max_steps or env.max_steps):
             if params is None:  # the random policy needs neither V nor M
                 action = env.action_map(torch.as_tensor(rng.uniform(-1, 1, (1, controller.out_dim))).float())
             else:
@@ -274,6 +287,24 @@ def evaluate_real(
                 break
         returns.append(total)
     return returns
+
+
+def real_fitness(env: Any, vae: ConvVAE, mdn: MDNRNN, controller: LinearController, cfg: VMCConfig):
+    """CMA-ES fitness in the real environment: candidate ``p`` of ``params [P, n]`` gets its mean
+    return over ``rollouts`` episodes of at most ``cfg.dream.horizon`` steps. A generation's
+    candidates share its episode seeds (common random numbers), drawn from 1,000,000 on, apart
+    from the evaluation seeds."""
+    calls = iter(range(1_000_000, 2**31, 1_000))
+
+    def fitness(params: torch.Tensor, rollouts: int) -> torch.Tensor:
+        seed = next(calls)
+        returns = [
+            np.mean(evaluate_real(env, vae, mdn, controller, p, rollouts, seed, cfg.dream.horizon))
+            for p in params
+        ]
+        return torch.tensor(returns, dtype=torch.float32)
+
+    return fitness
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -308,12 +339,16 @@ def run_vmc(cfg: VMCConfig, logdir: str | Path, env: Any = None) -> dict[str, An
         lap("3_train_M")
         controller = LinearController(cfg.z_dim + cfg.hidden, env.controller_dim)
         start_z = torch.stack([mu[0] for mu, _ in latents])
-        best, dream_history = evolve_controller(mdn, controller, start_z, env.action_map, cfg.dream)
+        if cfg.controller_env == "real":
+            fitness = real_fitness(env, vae, mdn, controller, cfg)
+            best, history = evolve(controller.num_params, fitness, cfg.dream, "CMA-ES in the real env")
+        else:
+            best, history = evolve_controller(mdn, controller, start_z, env.action_map, cfg.dream)
         params = torch.as_tensor(best, dtype=torch.float32)
         dream = (start_z, env.action_map, cfg.dream.horizon, cfg.dream.tau, cfg.dream.done, cfg.dream.lives)
         final_dream = dream_returns(mdn, controller, params[None], *dream)
         zero_dream = dream_returns(mdn, controller, torch.zeros(1, controller.num_params), *dream)
-        lap("4_evolve_C_in_dream")
+        lap(f"4_evolve_C_in_{cfg.controller_env}")
         save_checkpoint(
             logdir / "vmc.safetensors",
             {"vae": vae.state_dict(), "mdn": mdn.state_dict(), "controller": params},
@@ -337,12 +372,12 @@ def run_vmc(cfg: VMCConfig, logdir: str | Path, env: Any = None) -> dict[str, An
         "threads": cfg.threads,
         "vae": vae_history[-1] if vae_history else {"loaded": cfg.vae_init},
         "mdn": mdn_history[-1] if mdn_history else {"loaded": cfg.mdn_init},
-        "dream_return": {
-            "controller": float(final_dream[0]),
-            "zero_controller": float(zero_dream[0]),
-            "first_generation_mean": dream_history[0]["mean"],
-            "last_generation_mean": dream_history[-1]["mean"],
-            "evaluated_means": [h["evaluated"] for h in dream_history if "evaluated" in h],
+        "dream_return": {"controller": float(final_dream[0]), "zero_controller": float(zero_dream[0])},
+        "cmaes": {  # returns where C was scored: M's dream or the real environment
+            "scored_in": cfg.controller_env,
+            "first_generation_mean": history[0]["mean"],
+            "last_generation_mean": history[-1]["mean"],
+            "evaluated_means": [h["evaluated"] for h in history if "evaluated" in h],
         },
         "real_return": {"controller": _stats(real), "random_policy": _stats(random)},
         "paper": PAPER.get(cfg.env, ""),
