@@ -15,6 +15,7 @@ from benches.relevance.report import (
     compare,
     markdown,
     plot,
+    seed_summary,
     summarise_j4,
     summarise_track,
     verdict,
@@ -42,6 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--long-per-track", type=int, default=None, help="instances of the long track")
     p.add_argument("--n-j4", type=int, default=None)
     p.add_argument("--lm-steps", type=int, default=None, help="training steps of the scorer LM")
+    p.add_argument(
+        "--lm-seeds", type=int, default=None, help="scorer LMs (self-information, contrast) with seeds 0..N-1"
+    )
     p.add_argument("--judge-steps", type=int, default=None, help="training steps of the J2 judge LM")
     p.add_argument(
         "--judge-compressed",
@@ -78,6 +82,7 @@ def settings_from(args: argparse.Namespace) -> BenchSettings:
             ("test_per_track", args.test_per_track),
             ("long_per_track", args.long_per_track),
             ("n_j4", args.n_j4),
+            ("lm_seeds", args.lm_seeds),
         )
         if v is not None
     }
@@ -139,6 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     summary["comparisons"] = compare(raw, candidate, n, seed)
     summary["verdict_at_0.25"] = verdict(summary["comparisons"])
+    summary["seeds"] = seed_summary(summary)
     out = args.out or ROOT / "benches" / "results" / (
         "relevance_quick.json" if args.quick else "relevance.json"
     )

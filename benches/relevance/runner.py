@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,7 @@ class SanityError(ValueError):
     """A protocol sanity check failed; no number may be reported. ``args[1]`` holds every check."""
 
 
-SIZE_FIELDS = ("test_per_track", "long_per_track", "n_j4", "n_resamples")
+SIZE_FIELDS = ("test_per_track", "long_per_track", "n_j4", "n_resamples", "lm_seeds")
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class BenchSettings:
     j4_ask_names_kinds: bool = False  # True: the first J4, whose asking turn leaks the needed kinds
     lm_train_convs: int = 2500
     random_seeds: int = 5
+    lm_seeds: int = 3  # scorer LMs (self-information, contrast) trained with seeds 0 .. lm_seeds-1
     n_resamples: int = 10_000
     tracks: tuple[str, ...] = ("primary", "long")
     encoder_max_length: int = 256
@@ -93,6 +94,7 @@ QUICK = BenchSettings(
     n_j4_train=40,
     lm_train_convs=100,
     random_seeds=2,
+    lm_seeds=1,
     n_resamples=1000,
     tracks=("primary",),
     encoder_max_length=128,
@@ -183,11 +185,14 @@ class Benchmark:
         self.j4_test = task_dialogues(s.n_j4, "test", s.seed, s.j4_ask_names_kinds)
         self.j4_train = task_dialogues(s.n_j4_train, "train", s.seed, s.j4_ask_names_kinds)
         j4_train = [render_turns(i.context + i.targets) for i in self.j4_train]
-        self.lm_a = cached_lm(
-            self.dir / "lm_a.safetensors",
-            lambda: data["train_texts"]["train_a"] + j4_train,
-            s.lm,
-            "scorer LM (half A)",
+        self.lm_a, *lm_seeds = (
+            cached_lm(
+                self.dir / f"lm_a{f'-seed{k}' if k else ''}.safetensors",
+                lambda: data["train_texts"]["train_a"] + j4_train,
+                replace(s.lm, seed=s.lm.seed + k),
+                f"scorer LM (half A, seed {s.lm.seed + k})",
+            )
+            for k in range(s.lm_seeds)
         )
         self.judge = cached_lm(
             self.dir / "judge_b.safetensors",
@@ -199,7 +204,7 @@ class Benchmark:
         for extra in self.extra:  # learned methods fit on the training halves (e.g. wm_reuse's head)
             getattr(extra, "fit", lambda bench: None)(self)
         self.scorers: list[Scorer] = [
-            *baseline_scorers(self.encoder, self.lm_a, data["tfidf_docs"], s.random_seeds),
+            *baseline_scorers(self.encoder, self.lm_a, data["tfidf_docs"], s.random_seeds, lm_seeds),
             *self.extra,
             OracleScorer(),
         ]

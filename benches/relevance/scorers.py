@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -92,10 +92,8 @@ class EmbeddingScorer:
 class SelfInformationScorer:
     """Selective-Context style: summed token NLL of each word under the half-A LM."""
 
-    name = "selfinfo"
-
-    def __init__(self, lm: SmallLM) -> None:
-        self.lm = lm
+    def __init__(self, lm: SmallLM, name: str = "selfinfo") -> None:
+        self.lm, self.name = lm, name
 
     def score(self, inst: Instance) -> np.ndarray:
         return self.lm.word_nll(inst.context)
@@ -104,10 +102,8 @@ class SelfInformationScorer:
 class ContrastScorer:
     """LongLLMLingua-style contrast: NLL(w | context) - NLL(w | last turn, context)."""
 
-    name = "contrast"
-
-    def __init__(self, lm: SmallLM) -> None:
-        self.lm = lm
+    def __init__(self, lm: SmallLM, name: str = "contrast") -> None:
+        self.lm, self.name = lm, name
 
     def score(self, inst: Instance) -> np.ndarray:
         plain = self.lm.word_nll(inst.context)
@@ -128,9 +124,22 @@ class OracleScorer:
 
 
 def baseline_scorers(
-    encoder: MiniLM, lm_a: SmallLM, tfidf_docs: Iterable[Iterable[str]], random_seeds: int = 5
+    encoder: MiniLM,
+    lm_a: SmallLM,
+    tfidf_docs: Iterable[Iterable[str]],
+    random_seeds: int = 5,
+    lm_seeds: Sequence[SmallLM] = (),
 ) -> list:
-    """All baselines of the protocol (random x seeds, recency, TF-IDF, embedding, self-info, contrast)."""
+    """All baselines of the protocol (random x seeds, recency, TF-IDF, embedding, self-info, contrast).
+
+    ``lm_seeds``: scorer LMs trained with seeds 1, 2, ... (the learned baselines' other seeds),
+    added as ``selfinfo_seed<k>`` and ``contrast_seed<k>``.
+    """
+    seeded = [
+        scorer(lm, f"{base}_seed{k}")
+        for k, lm in enumerate(lm_seeds, start=1)
+        for scorer, base in ((SelfInformationScorer, "selfinfo"), (ContrastScorer, "contrast"))
+    ]
     return [
         *(RandomScorer(s) for s in range(random_seeds)),
         RecencyScorer(),
@@ -138,4 +147,5 @@ def baseline_scorers(
         EmbeddingScorer(encoder),
         SelfInformationScorer(lm_a),
         ContrastScorer(lm_a),
+        *seeded,
     ]

@@ -13,9 +13,9 @@ from benches.relevance.budget import BudgetError, budget_for, budget_words, comp
 from benches.relevance.cache import cached_array, cached_json
 from benches.relevance.data import Instance, Turn, bench_split, group_conversations, make_instance
 from benches.relevance.judges import auprc, j4_metrics, retention, silver_labels
-from benches.relevance.report import merge_random, verdict, write_section
+from benches.relevance.report import merge_random, seed_summary, verdict, write_section
 from benches.relevance.retrieval import RetrievalJudge, _rank_metrics, build_candidate_sets, length_bucket
-from benches.relevance.scorers import OracleScorer, RecencyScorer, TfIdfScorer
+from benches.relevance.scorers import OracleScorer, RecencyScorer, TfIdfScorer, baseline_scorers
 from benches.relevance.synthetic import KINDS, POOLS, task_dialogues
 
 
@@ -289,6 +289,42 @@ def test_verdict_applies_issue_and_protocol_rules():
     assert v["recency"]["j2_all"] and not v["recency"]["j2_long_range"]
     assert not v["recency"]["wins_j2"] and v["recency"]["wins"]  # J4 + J1b on both subsets
     assert not v["tfidf"]["wins"] and not v["tfidf"]["wins_j2"]  # J1b fails on long-range, no J2
+
+
+def test_seed_summary_groups_seeds_of_learned_methods():
+    def cell(x):
+        return {"mean": x, "lo": x, "hi": x, "n": 3}
+
+    j4 = {
+        n: {"budgets": {"0.25": {"j4_recall": cell(v)}}}
+        for n, v in [
+            ("selfinfo", 0.5),
+            ("selfinfo_seed1", 0.7),
+            ("selfinfo_seed2", 0.6),
+            ("recency", 0.2),
+            ("x_seed1", 0.1),
+        ]
+    }
+    primary = {
+        n: {"budgets": {"0.25": {"j2_retention_span": cell(v), "j1b_r1_10": cell(1 - v)}}}
+        for n, v in [("selfinfo", 0.2), ("selfinfo_seed1", 0.4), ("selfinfo_seed2", 0.3)]
+    }
+    out = seed_summary({"j4": j4, "tracks": {"primary": primary}})
+    assert set(out) == {"selfinfo"}  # x_seed1 has no seed-0 run, recency no seeds
+    g = out["selfinfo"]
+    assert g["methods"] == ["selfinfo", "selfinfo_seed1", "selfinfo_seed2"]
+    assert g["j4_recall"]["mean"] == pytest.approx(0.6) and g["j4_recall"]["std"] == pytest.approx(
+        0.0816497, abs=1e-6
+    )
+    assert g["j2_retention"]["seeds"] == [0.2, 0.4, 0.3] and g["j1b_r1_10"]["mean"] == pytest.approx(0.7)
+
+
+def test_learned_baselines_get_one_scorer_per_lm_seed():
+    names = [
+        sc.name for sc in baseline_scorers(None, "lm0", [["a"]], random_seeds=2, lm_seeds=["lm1", "lm2"])
+    ]
+    assert names[:2] == ["random0", "random1"] and "selfinfo" in names and "contrast" in names
+    assert names[-4:] == ["selfinfo_seed1", "contrast_seed1", "selfinfo_seed2", "contrast_seed2"]
 
 
 def test_write_section_replaces_only_between_markers(tmp_path):
