@@ -12,7 +12,10 @@ from worldmodel.cli import make_app
 app = make_app("arrcoc", "Dialogue world models and ARR-COC token relevance allocation.")
 
 
-METHOD_HELP = "Future coupling form: fast (gradient x input), exact, or reuse (a learned head in DIR/reuse)."
+METHOD_HELP = (
+    "Future coupling form: fast (gradient x input), exact, reuse (a learned head in DIR/reuse) "
+    "or hybrid (reuse and fast mixed)."
+)
 
 
 def _run_file(input: Path, output: Path, allocation, model: str | None, method: str, max_words: int) -> None:

@@ -5,7 +5,8 @@
   word is removed. Exact form: batched occlusion; fast form: gradient x input with
   respect to soft token weights (one encoder forward and backward); reuse form: a
   learned head's probability that the word is used again in the next turns, read from
-  the word and the imagined future (`arrcoc.future_reuse`).
+  the word and the imagined future (`arrcoc.future_reuse`); hybrid form: the reuse and the
+  fast coupling, each min-max normalised, mixed with weight `HYBRID_FAST_WEIGHT` on the fast one.
 * information (propositional): surprisal of the word under the model's text decoder.
 * salience (perspectival): query-independent salience from the encoder.
 
@@ -26,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from arrcoc.balancing import SCORERS
+from arrcoc.balancing import SCORERS, normalize_per_sample
 from arrcoc.future_coupling import (
     PooledTurns,
     coupling_exact,
@@ -38,8 +39,12 @@ from arrcoc.future_coupling import (
 from arrcoc.future_reuse import FutureReuse, reuse_scores
 from arrcoc.words import split_words
 
-METHODS: tuple[str, ...] = ("fast", "exact", "reuse")
+METHODS: tuple[str, ...] = ("fast", "exact", "reuse", "hybrid")
 REUSE_DIR = "reuse"  # a model directory's optional future-reuse head
+# Weight of the fast coupling in ``hybrid``, chosen on the relevance benchmark's dev split (never
+# its test split): the largest weight on a 0.25 grid whose J4 recall stayed >= 0.95 maximised
+# BM25 retrieval of the next turn (docs/benchmarks.md, "Relevance").
+HYBRID_FAST_WEIGHT = 0.75
 
 
 class ScoringError(ValueError):
@@ -188,19 +193,23 @@ class WorldModelScorer:
         return out
 
     def score(self, messages: Sequence[Mapping[str, str]], method: str = "fast") -> WordScores:
-        """Coupling (``fast``, ``exact`` or ``reuse``), information and salience of every word [N]."""
+        """Coupling (``fast``, ``exact``, ``reuse`` or ``hybrid``), information and salience per word [N]."""
         if method not in METHODS:
             raise ScoringError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-        if method == "reuse" and self.reuse is None:
+        if method in ("reuse", "hybrid") and self.reuse is None:
             raise ScoringError(
-                "method 'reuse' needs a future-reuse head: train one with `arrcoc train-reuse DATA --model "
-                f"DIR` (it is saved in DIR/{REUSE_DIR}) or pass WorldModelScorer(reuse=...)"
+                f"method {method!r} needs a future-reuse head: train one with `arrcoc train-reuse DATA "
+                f"--model DIR` (it is saved in DIR/{REUSE_DIR}) or pass WorldModelScorer(reuse=...)"
             )
         pooled, vectors = self.pool(messages)
         if pooled.model_turns == 0:
             coupling = torch.zeros(len(vectors))
-        elif method == "reuse":
+        elif method in ("reuse", "hybrid"):
             coupling = reuse_scores(self.reuse, self, messages, (pooled, vectors))
+            if method == "hybrid":
+                fast = coupling_fast(pooled, self._imagine, self.proj)
+                w = HYBRID_FAST_WEIGHT
+                coupling = (1 - w) * _unit_range(coupling) + w * _unit_range(fast)
         elif method == "fast":
             coupling = coupling_fast(pooled, self._imagine, self.proj)
         else:
@@ -211,6 +220,11 @@ class WorldModelScorer:
             "salience": salience(pooled, vectors),
         }
         return WordScores(scores)
+
+
+def _unit_range(x: Tensor) -> Tensor:
+    """Min-max normalise one dialogue's scores [N] to [0, 1] (all equal -> 0.5)."""
+    return normalize_per_sample(x[None].float(), torch.ones(1, len(x), dtype=torch.bool))[0]
 
 
 def _turn_word_owners(

@@ -60,14 +60,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--wm-methods",
-        default="fast,exact,reuse,reuse_seed1,reuse_seed2",
-        help="world-model methods to run (comma list; reuse_seed<k>: the reuse head trained with seed k)",
+        default="fast,exact,reuse,reuse_seed1,reuse_seed2,hybrid,hybrid_seed1,hybrid_seed2",
+        help="world-model methods to run (comma list; reuse_seed<k> / hybrid_seed<k>: with the reuse "
+        "head trained with seed k)",
     )
     p.add_argument(
         "--wm-instances", type=int, default=None, help="run the world-model methods on the first N instances"
     )
     p.add_argument(
-        "--wm-tracks", default="primary,long", help="tracks for wm_fast/wm_exact (wm_reuse runs on all)"
+        "--wm-tracks", default="primary,long", help="tracks for wm_fast/exact/hybrid (wm_reuse runs on all)"
     )
     p.add_argument("--only", default="", help="evaluate only these methods into the cache (no report)")
     p.add_argument("--candidate", default=None, help="method compared against every baseline")
@@ -128,7 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
         )
         return raw
     names = [sc.name for sc in extra]
-    candidate = args.candidate or ("wm_reuse" if "wm_reuse" in names else names[0] if names else "contrast")
+    preferred = [m for m in ("wm_hybrid", "wm_reuse") if m in names]  # the recommended method first
+    candidate = args.candidate or (preferred or names or ["contrast"])[0]
     n, seed = settings.n_resamples, settings.seed
     summary = {
         "command": "python -m benches.relevance " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),

@@ -22,9 +22,9 @@ USAGE = """Usage: `make bench-relevance` (= `python -m benches.relevance`) runs 
 `benches/results/relevance.json` and regenerates this section and the plots under `docs/img/`;
 `python -m benches.relevance --quick` is the CI-sized smoke run (`benches/results/relevance_quick.json`,
 docs untouched unless `--docs FILE`). Options: `--test-per-track N`, `--long-per-track N`, `--n-j4 N`,
-`--lm-steps N`, `--judge-steps N`, `--world-model DIR|none` (default: the shipped `dialogue/default`),
-`--wm-methods fast,exact,reuse,reuse_seed1,reuse_seed2`, `--candidate METHOD` (default: `wm_reuse`),
-`--cache-dir DIR`.
+`--lm-steps N`, `--lm-seeds N` (default 3), `--judge-steps N`, `--world-model DIR|none` (default: the
+shipped `dialogue/default`), `--wm-methods fast,exact,reuse,reuse_seed1,reuse_seed2,hybrid,...`,
+`--wm-tracks primary,long`, `--candidate METHOD` (default: `wm_hybrid`, else `wm_reuse`), `--cache-dir DIR`.
 Trained LMs, candidate sets, embeddings and each method's per-conversation results are cached under
 `benches/.cache/relevance/<mode>-<settings hash>/`; a missing or truncated file is rebuilt and an
 interrupted run resumes with the methods not finished yet.

@@ -27,6 +27,7 @@ from benches.relevance.scorers import is_content
 from worldmodel.checkpoint import atomic_write_json
 from worldmodel.run import progress
 
+HEAD_METHODS = ("reuse", "hybrid")  # methods that read a FutureReuse head (one per seed, shared)
 REUSE_TRAIN = 400  # half-A cuts the reuse head is trained on (plus the whole J4 train pool)
 
 log = logging.getLogger("benches.relevance")
@@ -86,8 +87,8 @@ def world_model_scorers(
     tag = model_fingerprint(model)
     every = ("primary", "long")  # wm_reuse costs one encoder pass per dialogue: always every track
     return [
-        ReuseMethod(model, m, limit, every, tag)
-        if m.startswith("reuse")
+        ReuseMethod(model, m, limit, every if m.startswith("reuse") else tracks, tag)
+        if m.partition("_seed")[0] in HEAD_METHODS
         else WorldModelMethod(model, m, limit, tracks, tag)
         for m in methods
     ]
@@ -124,12 +125,14 @@ _DATASETS: dict[str, tuple[torch.Tensor, torch.Tensor, int]] = {}  # features sh
 
 
 class ReuseMethod(WorldModelMethod):
-    """``wm_reuse`` (head seed 0) / ``wm_reuse_seed<k>``: balanced relevance whose coupling is a
-    `FutureReuse` head fitted by `fit`. The seed changes the head's initialisation and batches."""
+    """``wm_reuse`` / ``wm_hybrid`` (head seed 0) and ``..._seed<k>``: balanced relevance whose coupling
+    is a `FutureReuse` head fitted by `fit` (hybrid: mixed with the fast coupling). The seed changes
+    the head's initialisation and batches; both methods share the head of a seed."""
 
     def __init__(self, model: Any, method: str, *args: Any, **kwargs: Any) -> None:
         super().__init__(model, method, *args, **kwargs)
-        self.method, self.seed = "reuse", int(method.removeprefix("reuse").removeprefix("_seed") or 0)
+        base, _, seed = method.partition("_seed")
+        self.method, self.seed = base, int(seed or 0)
 
     def fit(self, bench: Any) -> None:
         """Load the head cached for this world model, or train it (half A + J4 train pool) and cache it."""

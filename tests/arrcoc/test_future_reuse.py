@@ -120,6 +120,31 @@ def test_scorer_reuse_form_needs_a_head_and_uses_it(tiny_world_model, tmp_path):
     assert torch.allclose(loaded.score(messages, "reuse").scores["coupling"], out)
 
 
+def test_hybrid_coupling_mixes_normalised_reuse_and_fast(tiny_world_model):
+    from arrcoc.knowing import HYBRID_FAST_WEIGHT
+
+    messages = [
+        {"role": "user", "content": "book a train to lisbon on friday"},
+        {"role": "assistant", "content": "which time on friday"},
+        {"role": "user", "content": "nine please"},
+    ]
+    with pytest.raises(ScoringError, match="'hybrid' needs a future-reuse head"):
+        WorldModelScorer(tiny_world_model).score(messages, "hybrid")
+    torch.manual_seed(0)
+    head = FutureReuse(ReuseConfig(dim=tiny_world_model.encoder.dim)).eval()
+    scorer = WorldModelScorer(tiny_world_model, reuse=head)
+
+    def unit(x):
+        return (x - x.min()) / (x.max() - x.min())
+
+    reuse = scorer.score(messages, "reuse").scores["coupling"]
+    fast = scorer.score(messages, "fast").scores["coupling"]
+    hybrid = scorer.score(messages, "hybrid").scores["coupling"]
+    w = HYBRID_FAST_WEIGHT
+    assert 0.0 < w < 1.0
+    assert torch.allclose(hybrid, (1 - w) * unit(reuse) + w * unit(fast), atol=1e-5)
+
+
 def test_dialogue_cuts_are_seeded_and_label_the_next_messages():
     messages = [
         {"role": "user", "content": "book lisbon"},
