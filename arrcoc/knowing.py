@@ -116,7 +116,8 @@ class WorldModelScorer:
 
     num_turns: imagined future exchanges. proj_dim: size K of the random projection of the
     imagined future turn embeddings. batch_size: occluded variants per world-model call
-    (exact form). reuse: a trained `FutureReuse` head (needed by the ``reuse`` form).
+    (exact form). reuse: a trained `FutureReuse` head (needed by the ``reuse`` and ``hybrid``
+    forms). hybrid_fast_weight: the fast coupling's weight in the ``hybrid`` form.
     """
 
     def __init__(
@@ -126,9 +127,13 @@ class WorldModelScorer:
         proj_dim: int = 8,
         batch_size: int = 64,
         reuse: FutureReuse | None = None,
+        hybrid_fast_weight: float = HYBRID_FAST_WEIGHT,
     ) -> None:
+        if not 0.0 <= hybrid_fast_weight <= 1.0:
+            raise ScoringError(f"hybrid_fast_weight must be in [0, 1], got {hybrid_fast_weight}")
         self.model = world_model.eval()
         self.num_turns, self.batch_size, self.reuse = num_turns, batch_size, reuse
+        self.hybrid_fast_weight = hybrid_fast_weight
         enc = world_model.encoder
         self.proj = projection(num_turns * enc.dim, proj_dim)
 
@@ -208,7 +213,7 @@ class WorldModelScorer:
             coupling = reuse_scores(self.reuse, self, messages, (pooled, vectors))
             if method == "hybrid":
                 fast = coupling_fast(pooled, self._imagine, self.proj)
-                w = HYBRID_FAST_WEIGHT
+                w = self.hybrid_fast_weight
                 coupling = (1 - w) * _unit_range(coupling) + w * _unit_range(fast)
         elif method == "fast":
             coupling = coupling_fast(pooled, self._imagine, self.proj)

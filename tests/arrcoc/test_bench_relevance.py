@@ -327,6 +327,17 @@ def test_learned_baselines_get_one_scorer_per_lm_seed():
     assert names[-4:] == ["selfinfo_seed1", "contrast_seed1", "selfinfo_seed2", "contrast_seed2"]
 
 
+def test_dev_tuning_rule_picks_best_j1b_that_keeps_j4():
+    from benches.relevance.dev_tuning import choose
+
+    j1b = {0.0: 0.66, 0.25: 0.67, 0.5: 0.71, 0.75: 0.76, 1.0: 0.78}
+    j4 = {0.0: 1.0, 0.25: 1.0, 0.5: 1.0, 0.75: 0.96, 1.0: 0.87}
+    assert choose(j1b, j4) == 0.75  # 1.0 retrieves best but loses J4
+    assert choose({0.0: 0.5, 0.5: 0.5}, {0.0: 1.0, 0.5: 1.0}) == 0.0  # ties: the smaller weight
+    with pytest.raises(ValueError, match="no weight"):
+        choose(j1b, dict.fromkeys(j4, 0.5))
+
+
 def test_write_section_replaces_only_between_markers(tmp_path):
     doc = tmp_path / "b.md"
     doc.write_text("# Benchmarks\n\n## Control\nkeep me\n")
