@@ -42,8 +42,9 @@ from arrcoc.words import split_words
 METHODS: tuple[str, ...] = ("fast", "exact", "reuse", "hybrid")
 REUSE_DIR = "reuse"  # a model directory's optional future-reuse head
 # Weight of the fast coupling in ``hybrid``, chosen on the relevance benchmark's dev split (never
-# its test split): the largest weight on a 0.25 grid whose J4 recall stayed >= 0.95 maximised
-# BM25 retrieval of the next turn (docs/benchmarks.md, "Relevance").
+# its test split): on the grid 0, 0.25, ..., 1 the best BM25 retrieval of the next turn among the
+# weights that keep J4-dev recall >= 0.95 (`python -m benches.relevance.dev_tuning`,
+# benches/results/relevance_dev_hybrid.json).
 HYBRID_FAST_WEIGHT = 0.75
 
 

@@ -75,8 +75,9 @@ class BenchSettings:
     def key(self) -> str:
         """Cache sub-directory: the mode plus a hash of the settings that shape cached models and data.
 
-        Evaluation sizes are left out: each cached evaluation records its conversations and is
-        rebuilt when they differ, so a smaller or larger run reuses the models and candidate sets.
+        Evaluation sizes and the number of scorer-LM seeds are left out: each cached evaluation
+        records its conversations and is rebuilt when they differ, and seed k's LM has its own file,
+        so a smaller or larger run reuses the models and candidate sets.
         """
         shaping = {k: v for k, v in asdict(self).items() if k not in SIZE_FIELDS}
         digest = hashlib.sha1(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:8]

@@ -84,6 +84,15 @@ def world_model_scorers(
     except (ImportError, AttributeError, ValueError, OSError) as err:
         log.warning("world-model methods skipped: no DialogueWorldModel could be loaded (%s)", err)
         return []
+    from arrcoc.knowing import METHODS
+
+    for m in methods:
+        base, sep, seed = m.partition("_seed")
+        if base not in METHODS or (sep and (base not in HEAD_METHODS or not seed.isdigit())):
+            raise ValueError(
+                f"unknown world-model method {m!r}: one of {', '.join(METHODS)}, "
+                "or reuse_seed<k> / hybrid_seed<k>"
+            )
     tag = model_fingerprint(model)
     every = ("primary", "long")  # wm_reuse costs one encoder pass per dialogue: always every track
     return [
@@ -156,4 +165,5 @@ class ReuseMethod(WorldModelMethod):
             atomic_write_json(path / "train_stats.json", {"examples": n, "seed": self.seed, **stats})
         scorer.reuse = head
         self.relevance = scorer
-        self.fingerprint = f"{self.fingerprint}-{model_fingerprint(head)}"
+        mix = f"-w{scorer.hybrid_fast_weight}" if self.method == "hybrid" else ""  # a new weight: re-run
+        self.fingerprint = f"{self.fingerprint}-{model_fingerprint(head)}{mix}"

@@ -274,7 +274,7 @@ def evaluate_real(
     for ep in range(episodes):
         frame, state, total = env.reset(seed + ep), mdn.initial_state(1), 0.0
         h = torch.zeros(1, mdn.hidden)
-        for _ in range(max_steps or env.max_steps):
+        for _ in range(env.max_steps if max_steps is None else min(max_steps, env.max_steps)):
             if params is None:  # the random policy needs neither V nor M
                 action = env.action_map(torch.as_tensor(rng.uniform(-1, 1, (1, controller.out_dim))).float())
             else:
@@ -291,10 +291,13 @@ def evaluate_real(
 
 def real_fitness(env: Any, vae: ConvVAE, mdn: MDNRNN, controller: LinearController, cfg: VMCConfig):
     """CMA-ES fitness in the real environment: candidate ``p`` of ``params [P, n]`` gets its mean
-    return over ``rollouts`` episodes of at most ``cfg.dream.horizon`` steps. A generation's
-    candidates share its episode seeds (common random numbers), drawn from 1,000,000 on, apart
-    from the evaluation seeds."""
-    calls = iter(range(1_000_000, 2**31, 1_000))
+    return over ``rollouts`` (< 1,000) episodes of at most ``cfg.dream.horizon`` steps (training
+    sees shorter episodes than the evaluation's full ones when the horizon is below the env's
+    limit). A generation's candidates share its episode seeds (common random numbers): blocks of
+    1,000 from ``1,000,000 * (1 + cfg.seed)`` on, apart from the rollout and evaluation seeds."""
+    if not 0 < cfg.dream.rollouts < 1_000 or not 0 < cfg.dream.eval_rollouts < 1_000:
+        raise ValueError("real-environment CMA-ES needs 0 < rollouts, eval_rollouts < 1000")
+    calls = iter(range(1_000_000 * (1 + cfg.seed), 2**31, 1_000))
 
     def fitness(params: torch.Tensor, rollouts: int) -> torch.Tensor:
         seed = next(calls)
