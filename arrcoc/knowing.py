@@ -214,8 +214,7 @@ class WorldModelScorer:
             coupling = reuse_scores(self.reuse, self, messages, (pooled, vectors))
             if method == "hybrid":
                 fast = coupling_fast(pooled, self._imagine, self.proj)
-                w = self.hybrid_fast_weight
-                coupling = (1 - w) * _unit_range(coupling) + w * _unit_range(fast)
+                coupling = hybrid_coupling(coupling, fast, self.hybrid_fast_weight)
         elif method == "fast":
             coupling = coupling_fast(pooled, self._imagine, self.proj)
         else:
@@ -228,9 +227,14 @@ class WorldModelScorer:
         return WordScores(scores)
 
 
-def _unit_range(x: Tensor) -> Tensor:
-    """Min-max normalise one dialogue's scores [N] to [0, 1] (all equal -> 0.5)."""
-    return normalize_per_sample(x[None].float(), torch.ones(1, len(x), dtype=torch.bool))[0]
+def hybrid_coupling(reuse: Tensor, fast: Tensor, fast_weight: float = HYBRID_FAST_WEIGHT) -> Tensor:
+    """The ``hybrid`` coupling [N]: ``(1 - w) unit(reuse) + w unit(fast)``, each min-max normalised over
+    the dialogue's words (all equal -> 0.5)."""
+
+    def unit(x: Tensor) -> Tensor:
+        return normalize_per_sample(x[None].float(), torch.ones(1, len(x), dtype=torch.bool))[0]
+
+    return (1 - fast_weight) * unit(reuse) + fast_weight * unit(fast)
 
 
 def _turn_word_owners(

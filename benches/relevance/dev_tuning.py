@@ -16,13 +16,18 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 from rank_bm25 import BM25Okapi
 
+from arrcoc.balancing import Balancer
+from arrcoc.compress import realize
+from arrcoc.knowing import WordScores, hybrid_coupling
+from arrcoc.words import validate_messages
 from benches.relevance.budget import budget_for, compress, select_top
-from benches.relevance.data import load_sharegpt, make_instances, render_turns, split_conversations
+from benches.relevance.data import Instance, load_sharegpt, make_instances, render_turns, split_conversations
 from benches.relevance.judges import j4_metrics
 from benches.relevance.retrieval import _rank_metrics, bm25_tokens, build_candidate_sets
 from benches.relevance.runner import Benchmark, BenchSettings
@@ -64,24 +69,39 @@ def main(argv: list[str] | None = None) -> dict:
     sets = build_candidate_sets(dev, s.seed)
     bm25 = BM25Okapi([bm25_tokens(t) or ["<empty>"] for t in sets.texts])
     j4_dev = task_dialogues(args.n_j4, "train", J4_DEV_SEED, s.j4_ask_names_kinds)
-    j1b, j4 = {}, {}
-    for w in GRID:
-        method.relevance.hybrid_fast_weight = w
-        hits = []
-        for i, inst in enumerate(dev):
-            kept = compress(inst, select_top(method.score(inst), budget_for("0.25", inst.n_words)))
-            tokens, cands = bm25_tokens(render_turns(kept)), [sets.positive[i], *sets.negatives[i]]
+    scorer = method.relevance
+
+    def balanced_by_weight(inst: Instance) -> dict[float, np.ndarray]:
+        """Balanced scores [N] of ``hybrid`` for every grid weight (reuse and fast coupling run once)."""
+        messages = validate_messages([{"role": t.role, "content": t.text} for t in inst.context])
+        reuse, fast = scorer.score(messages, "reuse"), scorer.score(messages, "fast").scores["coupling"]
+        out = {}
+        for w in GRID:
+            scores = {**reuse.scores, "coupling": hybrid_coupling(reuse.scores["coupling"], fast, w)}
+            out[w] = np.asarray(realize(messages, WordScores(scores), Balancer(), None).balanced)
+        return out
+
+    hits: dict[float, list[float]] = {w: [] for w in GRID}
+    recall: dict[float, list[float]] = {w: [] for w in GRID}
+    for i, inst in enumerate(dev):
+        cands = [sets.positive[i], *sets.negatives[i]]
+        for w, balanced in balanced_by_weight(inst).items():
+            tokens = bm25_tokens(
+                render_turns(compress(inst, select_top(balanced, budget_for("0.25", inst.n_words))))
+            )
             scores = np.asarray(bm25.get_batch_scores(tokens, cands)) if tokens else np.zeros(len(cands))
-            hits.append(_rank_metrics(scores, 9)[0])
-        j1b[w] = float(np.mean(hits))
-        recall = [
-            j4_metrics(inst, method.score(inst), budget_for("0.25", inst.n_words))["j4_recall"]
-            for inst in j4_dev
-        ]
-        j4[w] = float(np.mean(recall))
+            hits[w].append(_rank_metrics(scores, 9)[0])
+    for inst in j4_dev:
+        for w, balanced in balanced_by_weight(inst).items():
+            recall[w].append(j4_metrics(inst, balanced, budget_for("0.25", inst.n_words))["j4_recall"])
+    j1b = {w: float(np.mean(v)) for w, v in hits.items()}
+    j4 = {w: float(np.mean(v)) for w, v in recall.items()}
+    for w in GRID:
         logging.info("w=%.2f: dev J1b R@1/10 %.3f, J4-dev recall %.3f", w, j1b[w], j4[w])
     out = {
-        "command": "python -m benches.relevance.dev_tuning " + " ".join(argv or []),
+        "command": " ".join(
+            ["python -m benches.relevance.dev_tuning", *(sys.argv[1:] if argv is None else argv)]
+        ),
         "n_dev": len(dev),
         "n_j4_dev": len(j4_dev),
         "rule": f"best dev J1b R@1/10 at 0.25 among weights with J4-dev recall@0.25 >= {MIN_J4}",
