@@ -257,19 +257,9 @@ def test_run_vmc_end_to_end_on_fake_env(tmp_path) -> None:
 def test_controller_evolved_on_real_returns_beats_random(tmp_path) -> None:
     """``controller_env="real"`` (the paper's CarRacing recipe): CMA-ES scores C in the environment.
     The fake env pays the action, so the best controller outputs +1 at every step (return 12)."""
-    cfg = VMCConfig(
-        env="fake",
-        episodes=4,
-        max_steps=12,
-        z_dim=4,
-        vae_epochs=1,
-        hidden=8,
-        mdn_epochs=1,
-        mdn_seq_len=6,
-        eval_episodes=3,
-        controller_env="real",
-        dream=DreamConfig(generations=8, population=8, rollouts=1, horizon=12, sigma0=0.5, eval_every=4),
-    )
+    dream = DreamConfig(generations=8, population=8, rollouts=1, horizon=12, sigma0=0.5, eval_every=4)
+    small = {"z_dim": 4, "vae_epochs": 1, "hidden": 8, "mdn_epochs": 1, "mdn_seq_len": 6, "eval_episodes": 3}
+    cfg = VMCConfig(env="fake", episodes=4, max_steps=12, controller_env="real", dream=dream, **small)
     summary = run_vmc(cfg, tmp_path, env=_FakeEnv())
     assert summary["cmaes"]["scored_in"] == "real" and "4_evolve_C_in_real" in summary["seconds"]
     real = summary["real_return"]
