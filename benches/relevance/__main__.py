@@ -24,6 +24,7 @@ from benches.relevance.report import (
 from benches.relevance.runner import QUICK, Benchmark, BenchSettings, SanityError
 from benches.relevance.wm_methods import world_model_scorers
 from worldmodel.checkpoint import atomic_write_json
+from worldmodel.run import package_version
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {
         "command": "python -m benches.relevance " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
         "status": "ok",
+        "version": package_version(),
         "settings": dataclasses.asdict(settings),
         "sizes": raw["sizes"],
         "sanity": raw["sanity"],

@@ -14,6 +14,7 @@ J4-dev dialogues share, so J4-dev recall is optimistic for w < 1 (test templates
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -34,6 +35,7 @@ from benches.relevance.runner import Benchmark, BenchSettings
 from benches.relevance.synthetic import task_dialogues
 from benches.relevance.wm_methods import world_model_scorers
 from worldmodel.checkpoint import atomic_write_json
+from worldmodel.run import package_version
 
 ROOT = Path(__file__).resolve().parents[2]
 GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -102,6 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
         "command": " ".join(
             ["python -m benches.relevance.dev_tuning", *(sys.argv[1:] if argv is None else argv)]
         ),
+        "version": package_version(),
+        "settings": dataclasses.asdict(s),
         "n_dev": len(dev),
         "n_j4_dev": len(j4_dev),
         "rule": f"best dev J1b R@1/10 at 0.25 among weights with J4-dev recall@0.25 >= {MIN_J4}",

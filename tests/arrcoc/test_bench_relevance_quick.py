@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from benches.relevance.__main__ import main
+from worldmodel.run import package_version
 
 
 def test_quick_benchmark_runs_checks_and_resumes(tmp_path, monkeypatch, length_scorer):
@@ -32,6 +33,7 @@ def test_quick_benchmark_runs_checks_and_resumes(tmp_path, monkeypatch, length_s
     summary = main(argv)
     saved = json.loads(out.read_text())
     assert saved["sizes"]["primary"] == 5 and saved["sizes"]["j4"] == 8
+    assert saved["version"] == package_version()
     sanity = saved["sanity"]
     assert sanity["budgets_exact"] and sanity["no_test_root_in_training"] and sanity["j4_templates_disjoint"]
     assert sanity["primary:full_beats_empty:j1_r1_10"] and sanity["primary:full_beats_empty:j3_fidelity"]
