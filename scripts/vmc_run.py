@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from worldmodel.checkpoint import atomic_write_json
@@ -30,7 +31,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="VMCConfig key=value overrides")
     args = parser.parse_args()
     cfg = resolve_config(VMCConfig, [f"env={args.env}", *args.overrides])
-    summary = run_vmc(cfg, args.logdir)
+    summary = {"command": " ".join(["python scripts/vmc_run.py", *sys.argv[1:]]), **run_vmc(cfg, args.logdir)}
     if args.results:
         atomic_write_json(Path(args.results) / f"vmc_{args.env}.json", summary)
     print(json.dumps(summary, indent=1))

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from worldmodel.checkpoint import load_checkpoint
+from worldmodel.run import package_version
 from worldmodel.vmc import (
     MDNRNN,
     ConvVAE,
@@ -239,7 +240,7 @@ def test_run_vmc_end_to_end_on_fake_env(tmp_path) -> None:
         dream=DreamConfig(generations=2, population=4, rollouts=2, horizon=5),
     )
     summary = run_vmc(cfg, tmp_path, env=_FakeEnv())
-    assert summary["data"]["frames"] == 6 * 13
+    assert summary["data"]["frames"] == 6 * 13 and summary["version"] == package_version()
     assert set(summary["seconds"]) >= {"1_random_rollouts", "2_train_V", "3_train_M", "4_evolve_C_in_dream"}
     assert summary["real_return"]["controller"]["n"] == 2
     state, meta = load_checkpoint(tmp_path / "vmc.safetensors")

@@ -26,7 +26,7 @@ import torch
 
 from worldmodel.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
 from worldmodel.config import config_to_dict
-from worldmodel.run import progress, seed_everything
+from worldmodel.run import package_version, progress, seed_everything
 from worldmodel.vmc.cmaes import evolve
 from worldmodel.vmc.controller import LinearController
 from worldmodel.vmc.dream import DreamConfig, dream_returns, evolve_controller
@@ -365,6 +365,7 @@ def run_vmc(cfg: VMCConfig, logdir: str | Path, env: Any = None) -> dict[str, An
         env.close()
     summary = {
         "env": cfg.env,
+        "version": package_version(),
         "config": config_to_dict(cfg),
         "data": {
             "episodes": len(data),
