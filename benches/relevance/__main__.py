@@ -15,13 +15,12 @@ from benches.relevance.report import (
     compare,
     markdown,
     plot,
-    seed_summary,
     summarise_j4,
     summarise_track,
-    verdict,
     write_section,
 )
 from benches.relevance.runner import QUICK, Benchmark, BenchSettings, SanityError
+from benches.relevance.verdict import seed_summary, verdict
 from benches.relevance.wm_methods import world_model_scorers
 from worldmodel.checkpoint import atomic_write_json
 from worldmodel.run import package_version

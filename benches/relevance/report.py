@@ -9,12 +9,12 @@ across baselines x budgets x judges (full test set and long-range subset togethe
 from __future__ import annotations
 
 import functools
-import re
 from pathlib import Path
 
 import numpy as np
 
 from benches.relevance import stats
+from benches.relevance.verdict import verdict_lines
 from worldmodel.checkpoint import atomic_write_text
 
 MARK_START, MARK_END = "<!-- relevance:start -->", "<!-- relevance:end -->"
@@ -191,60 +191,6 @@ def compare(raw: dict, candidate: str, n_resamples: int, seed: int) -> list[dict
 
 
 METRIC_OF = {"J2": "retention", "J4": "recall", "J1b": "R@1/10", "J1": "R@1/10"}
-SEEDED = re.compile(r"^(.*)_seed\d+$")
-
-
-def seed_summary(s: dict, budget: str = "0.25") -> dict[str, dict]:
-    """Learned methods run with several seeds (``name``, ``name_seed1``, ...): per metric at ``budget``
-    the per-seed means, their mean and sample standard deviation (ddof 1) (J4 recall, primary J2
-    retention and J1b R@1/10)."""
-    groups: dict[str, list[str]] = {}
-    for name in s["j4"]:
-        match = SEEDED.match(name)
-        if match and match.group(1) in s["j4"]:
-            groups.setdefault(match.group(1), [match.group(1)]).append(name)
-    primary = s["tracks"].get("primary", {})
-    out = {}
-    for base, names in groups.items():
-        metrics = {"j4_recall": [s["j4"][n]["budgets"][budget]["j4_recall"]["mean"] for n in names]}
-        if all(n in primary for n in names):
-            cells = [primary[n]["budgets"][budget] for n in names]
-            metrics["j2_retention"] = [c["j2_retention_span"]["mean"] for c in cells]
-            metrics["j1b_r1_10"] = [c["j1b_r1_10"]["mean"] for c in cells]
-        out[base] = {
-            "methods": names,
-            **{
-                k: {"seeds": v, "mean": float(np.mean(v)), "std": float(np.std(v, ddof=1))}
-                for k, v in metrics.items()
-            },
-        }
-    return out
-
-
-def verdict(rows: list[dict], budget: str = "0.25") -> dict[str, dict]:
-    """Per baseline at ``budget``: is each CI of the difference above zero, and which rule is met?
-
-    ``wins_j2`` is issue 6's target (J4, and J2 retention on all and on the long-range subset);
-    ``wins`` is the protocol's rule (J4 and at least one of J2, J1b, each on all and long-range).
-    """
-    out: dict[str, dict] = {}
-    for r in rows:
-        if r["budget"] != budget or r["track"] not in ("primary", "j4"):
-            continue
-        entry = out.setdefault(r["baseline"], {})
-        if r["judge"] == "J4":
-            entry["j4"] = r["lo"] > 0
-        elif r["judge"] == "J2":
-            entry[f"j2_{r['subset']}"] = r["retention"]["lo"] > 0
-        elif r["judge"] == "J1b":
-            entry[f"j1b_{r['subset']}"] = r["lo"] > 0
-    for entry in out.values():
-        both = {
-            j: entry.get(f"{j}_all", False) and entry.get(f"{j}_long_range", False) for j in ("j2", "j1b")
-        }
-        entry["wins_j2"] = entry.get("j4", False) and both["j2"]
-        entry["wins"] = entry.get("j4", False) and (both["j2"] or both["j1b"])
-    return out
 
 
 def _n(cell: dict, size: int) -> str:
@@ -356,35 +302,6 @@ def markdown(summary: dict, command: str, plots: list[str]) -> str:
     lines += [f"![{Path(p).stem}]({p})" for p in plots]
     lines += ["", MARK_END]
     return "\n".join(lines)
-
-
-def verdict_lines(s: dict) -> list[str]:
-    """Plain statements of both targets (see `verdict`): J4 + J2 (issue 6), J4 + (J2 or J1b) (protocol)."""
-    cand = s["candidate"]
-    out = []
-    if not cand.startswith("wm_"):
-        out.append(
-            f"No world-model method ran in this report (no trained DialogueWorldModel was loaded); `{cand}` "
-            "stands in as the candidate so the statistics are exercised. The target of issue 6 is not tested."
-        )
-    keys = ("j4", "j2_all", "j2_long_range", "j1b_all", "j1b_long_range")
-    protocol = {b: v for b, v in s["verdict_at_0.25"].items() if not b.startswith("wm_")}
-    if protocol and cand.startswith("wm_"):
-        met = {k: all(v.get(k, False) for v in protocol.values()) for k in ("wins_j2", "wins")}
-        out.append(
-            f"Against every protocol baseline, each seed of the learned ones ({', '.join(protocol)}) at "
-            f"0.25: issue 6's J4 + J2 target "
-            f"{'MET' if met['wins_j2'] else 'NOT met'}; the protocol's J4 + (J2 or J1b) rule "
-            f"{'MET' if met['wins'] else 'NOT met'}. Per baseline:"
-        )
-    for base, v in s["verdict_at_0.25"].items():
-        judged = ", ".join(f"{k} {'yes' if v.get(k) else 'no'}" for k in keys)
-        out.append(
-            f"- `{cand}` vs `{base}` at 0.25 (CI of the difference above zero?): {judged} -> "
-            f"J4+J2 {'WIN' if v.get('wins_j2') else 'no win'}; "
-            f"protocol (J4 + J2 or J1b) {'WIN' if v['wins'] else 'no win'}"
-        )
-    return out
 
 
 def write_section(doc: Path, section: str) -> None:

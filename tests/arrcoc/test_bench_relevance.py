@@ -13,10 +13,11 @@ from benches.relevance.budget import BudgetError, budget_for, budget_words, comp
 from benches.relevance.cache import cached_array, cached_json
 from benches.relevance.data import Instance, Turn, bench_split, group_conversations, make_instance
 from benches.relevance.judges import auprc, j4_metrics, retention, silver_labels
-from benches.relevance.report import merge_random, seed_summary, verdict, write_section
+from benches.relevance.report import merge_random, write_section
 from benches.relevance.retrieval import RetrievalJudge, _rank_metrics, build_candidate_sets, length_bucket
 from benches.relevance.scorers import OracleScorer, RecencyScorer, TfIdfScorer, baseline_scorers
 from benches.relevance.synthetic import KINDS, POOLS, task_dialogues
+from benches.relevance.verdict import seed_summary, verdict
 
 
 def T(role: str, text: str) -> Turn:
