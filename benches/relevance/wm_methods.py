@@ -86,6 +86,9 @@ def world_model_scorers(
         return []
     from arrcoc.knowing import METHODS
 
+    tag = model_fingerprint(model)
+    every = ("primary", "long")  # wm_reuse costs one encoder pass per dialogue: always every track
+    out = []
     for m in methods:
         base, sep, seed = m.partition("_seed")
         if base not in METHODS or (sep and (base not in HEAD_METHODS or not seed.isdigit())):
@@ -93,14 +96,11 @@ def world_model_scorers(
                 f"unknown world-model method {m!r}: one of {', '.join(METHODS)}, "
                 "or reuse_seed<k> / hybrid_seed<k>"
             )
-    tag = model_fingerprint(model)
-    every = ("primary", "long")  # wm_reuse costs one encoder pass per dialogue: always every track
-    return [
-        ReuseMethod(model, m, limit, every if m.startswith("reuse") else tracks, tag)
-        if m.partition("_seed")[0] in HEAD_METHODS
-        else WorldModelMethod(model, m, limit, tracks, tag)
-        for m in methods
-    ]
+        if base in HEAD_METHODS:
+            out.append(ReuseMethod(model, m, limit, every if base == "reuse" else tracks, tag))
+        else:
+            out.append(WorldModelMethod(model, m, limit, tracks, tag))
+    return out
 
 
 def _keep(word: str) -> bool:

@@ -269,6 +269,8 @@ def test_controller_evolved_on_real_returns_beats_random(tmp_path) -> None:
     assert summary["cmaes"]["last_generation_mean"] > summary["cmaes"]["first_generation_mean"]
     with pytest.raises(ValueError, match="controller_env='moon'.*dream, real"):
         VMCConfig(controller_env="moon")
+    with pytest.raises(ValueError, match="rollouts, eval_rollouts < 1000"):  # at configuration time
+        VMCConfig(controller_env="real", dream=DreamConfig(rollouts=1000))
 
 
 def test_unknown_env() -> None:

@@ -76,6 +76,9 @@ class VMCConfig:
             raise ValueError(
                 f"controller_env={self.controller_env!r}: choose one of {', '.join(CONTROLLER_ENVS)}"
             )
+        rollouts = (self.dream.rollouts, self.dream.eval_rollouts)
+        if self.controller_env == "real" and not all(0 < r < 1_000 for r in rollouts):
+            raise ValueError("real-environment CMA-ES needs 0 < rollouts, eval_rollouts < 1000")
 
 
 def collect(env: Any, episodes: int, max_steps: int, seed: int) -> list[dict[str, np.ndarray]]:
@@ -291,12 +294,11 @@ def evaluate_real(
 
 def real_fitness(env: Any, vae: ConvVAE, mdn: MDNRNN, controller: LinearController, cfg: VMCConfig):
     """CMA-ES fitness in the real environment: candidate ``p`` of ``params [P, n]`` gets its mean
-    return over ``rollouts`` (< 1,000) episodes of at most ``cfg.dream.horizon`` steps (training
-    sees shorter episodes than the evaluation's full ones when the horizon is below the env's
-    limit). A generation's candidates share its episode seeds (common random numbers): blocks of
-    1,000 from ``1,000,000 * (1 + cfg.seed)`` on, apart from the rollout and evaluation seeds."""
-    if not 0 < cfg.dream.rollouts < 1_000 or not 0 < cfg.dream.eval_rollouts < 1_000:
-        raise ValueError("real-environment CMA-ES needs 0 < rollouts, eval_rollouts < 1000")
+    return over ``rollouts`` (< 1,000, checked by `VMCConfig`) episodes of at most
+    ``cfg.dream.horizon`` steps (training sees shorter episodes than the evaluation's full ones
+    when the horizon is below the env's limit). A generation's candidates share its episode seeds
+    (common random numbers): blocks of 1,000 from ``1,000,000 * (1 + cfg.seed)`` on, apart from the
+    rollout and evaluation seeds."""
     calls = iter(range(1_000_000 * (1 + cfg.seed), 2**31, 1_000))
 
     def fitness(params: torch.Tensor, rollouts: int) -> torch.Tensor:
