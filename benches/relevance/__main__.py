@@ -19,7 +19,8 @@ from benches.relevance.report import (
     summarise_track,
     write_section,
 )
-from benches.relevance.runner import QUICK, Benchmark, BenchSettings, SanityError
+from benches.relevance.runner import QUICK, Benchmark, BenchSettings
+from benches.relevance.sanity import SanityError
 from benches.relevance.verdict import seed_summary, verdict
 from benches.relevance.wm_methods import world_model_scorers
 from worldmodel.checkpoint import atomic_write_json

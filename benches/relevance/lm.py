@@ -211,9 +211,14 @@ class SmallLM:
 
     @torch.no_grad()
     def target_nll(
-        self, contexts: Sequence[Sequence[Turn]], targets: Sequence[Turn], batch_size: int = 8
+        self,
+        contexts: Sequence[Sequence[Turn]],
+        targets: Sequence[Turn],
+        batch_size: int = 8,
+        cache_weights: Sequence[float] = (0.0,),
     ) -> np.ndarray:
-        """``[C, 2]`` mean NLL per token of turn t and of turns t..t+2, for each context.
+        """``[C, W, 2]`` mean NLL per token of turn t and of turns t..t+2, for each context and each
+        unigram-cache weight in ``cache_weights`` (0 = the LM alone; see `cache_nll`).
 
         Contexts are left-truncated to fit ``n_positions`` together with the (capped) target.
         """
@@ -223,7 +228,7 @@ class SmallLM:
         ctx_ids = [self.turns_ids(c)[0] for c in contexts]
         seqs = [[self.eos, *ids[max(0, len(ids) - room) :]] for ids in ctx_ids]
         order = np.argsort([len(s) for s in seqs])
-        out = np.zeros((len(contexts), 2))
+        out = np.zeros((len(contexts), len(cache_weights), 2))
         for lo in range(0, len(order), batch_size):
             idx = order[lo : lo + batch_size]
             rows = [seqs[i] + tgt_ids for i in idx]
@@ -237,6 +242,60 @@ class SmallLM:
             for j, i in enumerate(idx):
                 ctx_len = len(seqs[i])
                 pos = torch.arange(ctx_len - 1, ctx_len - 1 + len(tgt_ids))
-                nll = -logp[j, pos, torch.tensor(tgt_ids)].numpy()
-                out[i] = (nll[first_turn].mean(), nll.mean())
+                p_model = logp[j, pos, torch.tensor(tgt_ids)].exp().numpy().astype(np.float64)
+                for k, w in enumerate(cache_weights):
+                    nll = cache_nll(p_model, seqs[i][1:], tgt_ids, w)
+                    out[i, k] = (nll[first_turn].mean(), nll.mean())
         return out
+
+
+def cache_nll(
+    p_model: np.ndarray, history: Sequence[int], target: Sequence[int], weight: float
+) -> np.ndarray:
+    """``[T]`` NLL (nats) of each target token under a unigram cache model (Kuhn & De Mori 1990;
+    the neural cache of Grave et al. 2017 with a flat kernel):
+    ``p = (1 - w) * p_model + w * count(token in history) / len(history)``, where the history is
+    the context tokens plus the target tokens already read. With an empty history the LM alone.
+    """
+    counts: dict[int, int] = {}
+    for tok in history:
+        counts[tok] = counts.get(tok, 0) + 1
+    n = len(history)
+    out = np.empty(len(target))
+    for k, tok in enumerate(target):
+        p = (
+            p_model[k]
+            if n == 0 or weight == 0.0
+            else (1 - weight) * p_model[k] + weight * counts.get(tok, 0) / n
+        )
+        out[k] = -np.log(max(p, 1e-300))
+        counts[tok] = counts.get(tok, 0) + 1
+        n += 1
+    return out
+
+
+CACHE_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def fit_cache_weight(judge: SmallLM, texts: Sequence[str], n: int = 150, seed: int = 0) -> dict:
+    """Choose the judge's cache weight on its own training half: the grid weight with the lowest mean
+    NLL of turns t..t+2 given the full context, over ``n`` seeded cuts of ``render_turns`` texts.
+
+    Returns ``{"weight", "grid", "nll", "n"}``.
+    """
+    rng = np.random.default_rng(seed)
+    dialogues = [d for d in map(_parse_rendered, texts) if len(d) >= 2]
+    if not dialogues:
+        raise ValueError("no dialogue of two or more turns to fit the judge's cache weight on")
+    nll = []
+    for i in rng.choice(len(dialogues), min(n, len(dialogues)), replace=False):
+        turns = dialogues[i]
+        cut = int(rng.integers(1, len(turns)))
+        nll.append(judge.target_nll([turns[:cut]], turns[cut : cut + 3], cache_weights=CACHE_GRID)[0, :, 1])
+    mean = np.mean(nll, axis=0)
+    return {
+        "weight": CACHE_GRID[int(np.argmin(mean))],
+        "grid": list(CACHE_GRID),
+        "nll": mean.tolist(),
+        "n": len(nll),
+    }

@@ -34,7 +34,9 @@ order; speaker tags are forced and not counted. Judges: J1 MiniLM retrieval of t
 saved candidates (same role, same log2-length bucket, other test conversations) plus a hard set from
 the same conversation; J1b the same with BM25; J2 NLL of turn t and t..t+2 under a GPT-2 judge trained
 with its own BPE on train half B (512 positions, 800 steps of 8 windows; retention =
-(NLL_empty - NLL) / (NLL_empty - NLL_full)); J3 Spearman
+(NLL_empty - NLL) / (NLL_empty - NLL_full)); J2c the same judge interpolated with a unigram cache of the
+tokens it has read, `p = (1 - w) p_LM + w count(token) / len(history)` (Kuhn & De Mori 1990; Grave et al.
+2017), `w` chosen on half B (`judge_cache.json` in the cache); J3 Spearman
 fidelity of the 100 candidate scores against the full context; J4 synthetic task dialogues (recall of
 the needed slot values, decoy rate, AUPRC; templates and filler disjoint from the training pool);
 J5 AUPRC against content words reused in turns t..t+3."""
@@ -49,7 +51,10 @@ TABLE_METRICS = (
     "j3_fidelity",
     "j2_nll_t",
     "j2_nll_span",
+    "j2c_nll_t",
+    "j2c_nll_span",
 )
+J2_JUDGES = {"j2": "J2", "j2c": "J2c"}  # the judge LM alone; with its unigram cache
 
 
 def merge_random(methods: dict) -> dict:
@@ -61,7 +66,11 @@ def merge_random(methods: dict) -> dict:
     first = methods[seeds[0]]
     merged = {k: v for k, v in first.items() if k not in ("budgets", "j5_auprc", "j4_auprc")}
     merged["budgets"] = {
-        b: {k: np.mean([methods[s]["budgets"][b][k] for s in seeds], axis=0).tolist() for k in rows}
+        b: {
+            k: np.mean([methods[s]["budgets"][b][k] for s in seeds], axis=0).tolist()
+            for k in rows
+            if k != "kept_idx"  # word indices differ per seed; not a metric
+        }
         for b, rows in first["budgets"].items()
     }
     for key in ("j5_auprc", "j4_auprc"):
@@ -98,11 +107,12 @@ def summarise_track(methods: dict, n_resamples: int, seed: int) -> dict:
         for b, rows in res["budgets"].items():
             cell = {k: _ci(rows[k], n_resamples, seed) for k in TABLE_METRICS}
             n = len(rows["j2_nll_t"])  # a method run on a prefix of the instances is paired on it
-            for span in ("t", "span"):
-                key = f"j2_nll_{span}"
-                cell[f"j2_retention_{span}"] = _retention(
-                    rows[key], empty[key][:n], full[key][:n], n_resamples, seed
-                )
+            for j2 in J2_JUDGES:
+                for span in ("t", "span"):
+                    key = f"{j2}_nll_{span}"
+                    cell[f"{j2}_retention_{span}"] = _retention(
+                        rows[key], empty[key][:n], full[key][:n], n_resamples, seed
+                    )
             entry["budgets"][b] = cell
         out[name] = entry
     return out
@@ -164,14 +174,16 @@ def compare(raw: dict, candidate: str, n_resamples: int, seed: int) -> list[dict
                         continue
 
                     col = functools.partial(_column, keep=keep)
-                    nll_c, nll_b = col(cand, "j2_nll_span"), col(cells, "j2_nll_span")
-                    d = _diff(-nll_c, -nll_b, n_resamples, seed)
-                    cols = np.stack(
-                        [nll_c, nll_b, col(bounds["0"], "j2_nll_span"), col(bounds["1"], "j2_nll_span")]
-                    )
-                    gap = stats.bootstrap_ci(cols, lambda m: (m[1] - m[0]) / (m[2] - m[3]), n_resamples, seed)
-                    d["retention"] = {"mean": gap[0], "lo": gap[1], "hi": gap[2]}
-                    rows.append(_row(track, subset, "J2", base, b, d))
+                    for j2, judge in J2_JUDGES.items():
+                        key = f"{j2}_nll_span"
+                        nll_c, nll_b = col(cand, key), col(cells, key)
+                        d = _diff(-nll_c, -nll_b, n_resamples, seed)
+                        cols = np.stack([nll_c, nll_b, col(bounds["0"], key), col(bounds["1"], key)])
+                        gap = stats.bootstrap_ci(
+                            cols, lambda m: (m[1] - m[0]) / (m[2] - m[3]), n_resamples, seed
+                        )
+                        d["retention"] = {"mean": gap[0], "lo": gap[1], "hi": gap[2]}
+                        rows.append(_row(track, subset, judge, base, b, d))
                     for metric, judge in (("j1_r1_10", "J1"), ("j1b_r1_10", "J1b")):
                         diff = _diff(col(cand, metric), col(cells, metric), n_resamples, seed)
                         rows.append(_row(track, subset, judge, base, b, diff))
@@ -190,7 +202,7 @@ def compare(raw: dict, candidate: str, n_resamples: int, seed: int) -> list[dict
     return rows
 
 
-METRIC_OF = {"J2": "retention", "J4": "recall", "J1b": "R@1/10", "J1": "R@1/10"}
+METRIC_OF = {"J2": "retention", "J2c": "retention", "J4": "recall", "J1b": "R@1/10", "J1": "R@1/10"}
 
 
 def _n(cell: dict, size: int) -> str:
@@ -229,15 +241,15 @@ def markdown(summary: dict, command: str, plots: list[str]) -> str:
         lines += [
             f"### Track `{track}`",
             "",
-            "| method | budget | J1 R@1/10 | J1b R@1/10 | J2 NLL t..t+2 | J2 retention | J3 fidelity "
-            "| J5 AUPRC |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| method | budget | J1 R@1/10 | J1b R@1/10 | J2 NLL t..t+2 | J2 retention | J2c retention "
+            "| J3 fidelity | J5 AUPRC |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for b, cell in methods["bounds"].items():
             lines.append(
                 f"| {'empty' if b == '0' else 'full'} | {b} | {cell['j1_r1_10']['mean']:.3f} | "
                 f"{cell['j1b_r1_10']['mean']:.3f} | {cell['j2_nll_span']['mean']:.3f} | "
-                f"{'0' if b == '0' else '1'} | {cell['j3_fidelity']['mean']:.3f} | |"
+                f"{b} | {b} | {cell['j3_fidelity']['mean']:.3f} | |"
             )
         for name, entry in methods.items():
             if name == "bounds":
@@ -247,7 +259,8 @@ def markdown(summary: dict, command: str, plots: list[str]) -> str:
                     f"| {name}{_n(cell['j1_r1_10'], s['sizes'][track])} | {b} | "
                     f"{cell['j1_r1_10']['mean']:.3f} | {cell['j1b_r1_10']['mean']:.3f} | "
                     f"{cell['j2_nll_span']['mean']:.3f} | {_fmt(cell['j2_retention_span'])} | "
-                    f"{cell['j3_fidelity']['mean']:.3f} | {entry['j5_auprc']['mean']:.3f} |"
+                    f"{_fmt(cell['j2c_retention_span'])} | {cell['j3_fidelity']['mean']:.3f} | "
+                    f"{entry['j5_auprc']['mean']:.3f} |"
                 )
         lines.append("")
     lines += [
@@ -268,15 +281,16 @@ def markdown(summary: dict, command: str, plots: list[str]) -> str:
             "",
             "### Seeds of the learned methods at budget 0.25 (mean +- sample std; per seed)",
             "",
-            "| method | J4 recall | J2 retention (primary) | J1b R@1/10 (primary) |",
-            "| --- | --- | --- | --- |",
+            "| method | J4 recall | J2 retention (primary) | J2c retention (primary) "
+            "| J1b R@1/10 (primary) |",
+            "| --- | --- | --- | --- | --- |",
         ]
         for base, g in s["seeds"].items():
             cells = [
                 f"{g[k]['mean']:.3f} +- {g[k]['std']:.3f} ({' / '.join(f'{v:.3f}' for v in g[k]['seeds'])})"
                 if k in g
                 else ""
-                for k in ("j4_recall", "j2_retention", "j1b_r1_10")
+                for k in ("j4_recall", "j2_retention", "j2c_retention", "j1b_r1_10")
             ]
             lines.append(f"| {base} ({len(g['methods'])} seeds) | " + " | ".join(cells) + " |")
     lines += [
@@ -287,8 +301,8 @@ def markdown(summary: dict, command: str, plots: list[str]) -> str:
         "| --- | --- | --- | --- | --- |",
     ]
     for r in s["comparisons"]:
-        if r["budget"] == "0.25" and r["judge"] in ("J2", "J4", "J1b"):
-            cell = r["retention"] if r["judge"] == "J2" else r
+        if r["budget"] == "0.25" and r["judge"] in ("J2", "J2c", "J4", "J1b"):
+            cell = r["retention"] if r["judge"] in ("J2", "J2c") else r
             lines.append(
                 f"| {r['baseline']} | {r['judge']} {METRIC_OF[r['judge']]} | "
                 f"{r['subset']} | {_fmt(cell)} | {r['p_holm']:.3g} |"
@@ -333,6 +347,12 @@ def plot(summary: dict, img_dir: Path) -> list[Path]:
             summary["tracks"].get("primary", {}),
             "j2_retention_span",
             "J2 retention (t..t+2), primary track",
+        ),
+        (
+            "relevance_retention_cache.png",
+            summary["tracks"].get("primary", {}),
+            "j2c_retention_span",
+            "J2c retention (judge + unigram cache), primary",
         ),
         ("relevance_j4_recall.png", summary["j4"], "j4_recall", "J4 recall of needed words"),
     ]

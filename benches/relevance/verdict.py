@@ -30,6 +30,7 @@ def seed_summary(s: dict, budget: str = "0.25") -> dict[str, dict]:
         if all(n in primary for n in names):
             cells = [primary[n]["budgets"][budget] for n in names]
             metrics["j2_retention"] = [c["j2_retention_span"]["mean"] for c in cells]
+            metrics["j2c_retention"] = [c["j2c_retention_span"]["mean"] for c in cells]
             metrics["j1b_r1_10"] = [c["j1b_r1_10"]["mean"] for c in cells]
         out[base] = {
             "methods": names,
@@ -44,8 +45,9 @@ def seed_summary(s: dict, budget: str = "0.25") -> dict[str, dict]:
 def verdict(rows: list[dict], budget: str = "0.25") -> dict[str, dict]:
     """Per baseline at ``budget``: is each CI of the difference above zero, and which rule is met?
 
-    ``wins_j2`` is issue 6's target (J4, and J2 retention on all and on the long-range subset);
-    ``wins`` is the protocol's rule (J4 and at least one of J2, J1b, each on all and long-range).
+    ``wins_j2`` is issue 6's target (J4, and J2 retention on all and on the long-range subset) under
+    the judge LM alone, ``wins_j2c`` the same under the judge with its unigram cache (J2c); ``wins``
+    is the protocol's rule (J4 and at least one of J2, J2c, J1b, each on all and long-range).
     """
     out: dict[str, dict] = {}
     for r in rows:
@@ -54,16 +56,18 @@ def verdict(rows: list[dict], budget: str = "0.25") -> dict[str, dict]:
         entry = out.setdefault(r["baseline"], {})
         if r["judge"] == "J4":
             entry["j4"] = r["lo"] > 0
-        elif r["judge"] == "J2":
-            entry[f"j2_{r['subset']}"] = r["retention"]["lo"] > 0
+        elif r["judge"] in ("J2", "J2c"):
+            entry[f"{r['judge'].lower()}_{r['subset']}"] = r["retention"]["lo"] > 0
         elif r["judge"] == "J1b":
             entry[f"j1b_{r['subset']}"] = r["lo"] > 0
     for entry in out.values():
         both = {
-            j: entry.get(f"{j}_all", False) and entry.get(f"{j}_long_range", False) for j in ("j2", "j1b")
+            j: entry.get(f"{j}_all", False) and entry.get(f"{j}_long_range", False)
+            for j in ("j2", "j2c", "j1b")
         }
         entry["wins_j2"] = entry.get("j4", False) and both["j2"]
-        entry["wins"] = entry.get("j4", False) and (both["j2"] or both["j1b"])
+        entry["wins_j2c"] = entry.get("j4", False) and both["j2c"]
+        entry["wins"] = entry.get("j4", False) and (both["j2"] or both["j2c"] or both["j1b"])
     return out
 
 
@@ -76,21 +80,25 @@ def verdict_lines(s: dict) -> list[str]:
             f"No world-model method ran in this report (no trained DialogueWorldModel was loaded); `{cand}` "
             "stands in as the candidate so the statistics are exercised. The target of issue 6 is not tested."
         )
-    keys = ("j4", "j2_all", "j2_long_range", "j1b_all", "j1b_long_range")
+    keys = ("j4", "j2_all", "j2_long_range", "j2c_all", "j2c_long_range", "j1b_all", "j1b_long_range")
     protocol = {b: v for b, v in s["verdict_at_0.25"].items() if not b.startswith("wm_")}
     if protocol and cand.startswith("wm_"):
-        met = {k: all(v.get(k, False) for v in protocol.values()) for k in ("wins_j2", "wins")}
+        met = {
+            k: "MET" if all(v.get(k, False) for v in protocol.values()) else "NOT met"
+            for k in ("wins_j2", "wins_j2c", "wins")
+        }
         out.append(
             f"Against every protocol baseline, each seed of the learned ones ({', '.join(protocol)}) at "
-            f"0.25: issue 6's J4 + J2 target "
-            f"{'MET' if met['wins_j2'] else 'NOT met'}; the protocol's J4 + (J2 or J1b) rule "
-            f"{'MET' if met['wins'] else 'NOT met'}. Per baseline:"
+            f"0.25: issue 6's J4 + J2 target {met['wins_j2']} with the judge LM alone and "
+            f"{met['wins_j2c']} with its cache (J2c); the protocol's J4 + (J2, J2c or J1b) rule "
+            f"{met['wins']}. Per baseline:"
         )
     for base, v in s["verdict_at_0.25"].items():
         judged = ", ".join(f"{k} {'yes' if v.get(k) else 'no'}" for k in keys)
         out.append(
             f"- `{cand}` vs `{base}` at 0.25 (CI of the difference above zero?): {judged} -> "
             f"J4+J2 {'WIN' if v.get('wins_j2') else 'no win'}; "
-            f"protocol (J4 + J2 or J1b) {'WIN' if v['wins'] else 'no win'}"
+            f"J4+J2c {'WIN' if v.get('wins_j2c') else 'no win'}; "
+            f"protocol (J4 + J2, J2c or J1b) {'WIN' if v['wins'] else 'no win'}"
         )
     return out

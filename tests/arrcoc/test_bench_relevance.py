@@ -13,6 +13,7 @@ from benches.relevance.budget import BudgetError, budget_for, budget_words, comp
 from benches.relevance.cache import cached_array, cached_json
 from benches.relevance.data import Instance, Turn, bench_split, group_conversations, make_instance
 from benches.relevance.judges import auprc, j4_metrics, retention, silver_labels
+from benches.relevance.lm import cache_nll, fit_cache_weight
 from benches.relevance.report import merge_random, write_section
 from benches.relevance.retrieval import RetrievalJudge, _rank_metrics, build_candidate_sets, length_bucket
 from benches.relevance.scorers import OracleScorer, RecencyScorer, TfIdfScorer, baseline_scorers
@@ -273,7 +274,7 @@ def test_verdict_applies_issue_and_protocol_rules():
     def row(judge, subset, lo, base="recency"):
         r = {"track": "j4" if judge == "J4" else "primary", "subset": subset, "judge": judge}
         r.update(baseline=base, budget="0.25", lo=lo, mean=lo + 0.1, hi=lo + 0.2)
-        if judge == "J2":
+        if judge in ("J2", "J2c"):
             r["retention"] = {"lo": lo, "mean": lo + 0.1, "hi": lo + 0.2}
         return r
 
@@ -284,12 +285,16 @@ def test_verdict_applies_issue_and_protocol_rules():
         row("J1b", "all", 0.02, "tfidf"),
         row("J1b", "long_range", -0.1, "tfidf"),
     ]
+    rows += [row("J4", "all", 0.1, "embedding"), row("J2c", "all", 0.1, "embedding")]
+    rows += [row("J2c", "long_range", 0.01, "embedding"), row("J2", "all", 0.2, "embedding")]
     rows += [{**row("J4", "all", -0.1, "random"), "budget": "0.1"}]  # other budgets are ignored
     v = verdict(rows)
-    assert set(v) == {"recency", "tfidf"}
+    assert set(v) == {"recency", "tfidf", "embedding"}
     assert v["recency"]["j2_all"] and not v["recency"]["j2_long_range"]
     assert not v["recency"]["wins_j2"] and v["recency"]["wins"]  # J4 + J1b on both subsets
     assert not v["tfidf"]["wins"] and not v["tfidf"]["wins_j2"]  # J1b fails on long-range, no J2
+    e = v["embedding"]  # J2c on both subsets; the plain J2 only on all
+    assert e["wins_j2c"] and not e["wins_j2"] and e["wins"] and not v["recency"]["wins_j2c"]
 
 
 def test_seed_summary_groups_seeds_of_learned_methods():
@@ -307,7 +312,15 @@ def test_seed_summary_groups_seeds_of_learned_methods():
         ]
     }
     primary = {
-        n: {"budgets": {"0.25": {"j2_retention_span": cell(v), "j1b_r1_10": cell(1 - v)}}}
+        n: {
+            "budgets": {
+                "0.25": {
+                    "j2_retention_span": cell(v),
+                    "j2c_retention_span": cell(1 - v),
+                    "j1b_r1_10": cell(1 - v),
+                }
+            }
+        }
         for n, v in [("selfinfo", 0.2), ("selfinfo_seed1", 0.4), ("selfinfo_seed2", 0.3)]
     }
     out = seed_summary({"j4": j4, "tracks": {"primary": primary}})
@@ -317,6 +330,7 @@ def test_seed_summary_groups_seeds_of_learned_methods():
     assert g["j4_recall"]["mean"] == pytest.approx(0.6)
     assert g["j4_recall"]["std"] == pytest.approx(0.1)  # sample std (ddof 1) of 0.5, 0.7, 0.6
     assert g["j2_retention"]["seeds"] == [0.2, 0.4, 0.3] and g["j1b_r1_10"]["mean"] == pytest.approx(0.7)
+    assert g["j2c_retention"]["seeds"] == [0.8, 0.6, 0.7]
 
 
 def test_learned_baselines_get_one_scorer_per_lm_seed():
@@ -426,8 +440,17 @@ def test_small_lm_word_alignment_save_load_and_judge(tmp_path):
     assert nll.shape == (5,) and nll.sum() == pytest.approx(tokens[owner >= 0].sum())
     long_ids = ids * 6  # longer than n_positions: strided windows
     assert lm.token_nll(long_ids).shape == (len(long_ids),) and np.isfinite(lm.token_nll(long_ids)).all()
-    out = lm.target_nll([turns, (), turns * 5], (T("user", "two please"), T("assistant", "done")))
-    assert out.shape == (3, 2) and np.isfinite(out).all()
+    target = (T("user", "two please"), T("assistant", "done"))
+    out = lm.target_nll([turns, (), turns * 5], target, cache_weights=(0.0, 0.3))
+    assert out.shape == (3, 2, 2) and np.isfinite(out).all()
+    # The cache changes nothing without a history (empty context, first target token) ...
+    ids_t = lm.turns_ids(target)[0]
+    plain = lm.token_nll(ids_t)  # the same tokens after EOS alone: the empty context
+    assert out[1, 0, 1] == pytest.approx(plain.mean(), rel=1e-4)
+    assert out[1, 1, 1] == pytest.approx(cache_nll(np.exp(-plain), [], ids_t, 0.3).mean(), rel=1e-4)
+    fit = fit_cache_weight(lm, texts[:20], n=5)
+    assert fit["weight"] in fit["grid"] and fit["n"] == 5
+    assert fit["nll"][fit["grid"].index(fit["weight"])] == min(fit["nll"])
     lm.save(tmp_path / "lm.safetensors")
     again = SmallLM.load(tmp_path / "lm.safetensors")
     with torch.no_grad():
@@ -435,6 +458,17 @@ def test_small_lm_word_alignment_save_load_and_judge(tmp_path):
     (tmp_path / "lm.safetensors").write_bytes(b"junk")
     with pytest.raises(CheckpointError):
         SmallLM.load(tmp_path / "lm.safetensors")
+
+
+def test_cache_nll_hand_values():
+    p_model = np.array([0.5, 0.1, 0.2])
+    # history [7, 7, 9]: p(7) = 2/3, then history [7, 7, 9, 7]: p(8) = 0, then p(7) = 3/5
+    out = cache_nll(p_model, [7, 7, 9], [7, 8, 7], 0.25)
+    expected = [0.75 * 0.5 + 0.25 * 2 / 3, 0.75 * 0.1, 0.75 * 0.2 + 0.25 * 3 / 5]
+    np.testing.assert_allclose(out, -np.log(expected))
+    np.testing.assert_allclose(cache_nll(p_model, [7], [7, 8, 7], 0.0), -np.log(p_model))
+    # no history at all: the first token falls back to the LM, later ones use the target read so far
+    assert cache_nll(p_model, [], [7, 7], 0.5)[1] == pytest.approx(-np.log(0.5 * 0.1 + 0.5 * 1.0))
 
 
 def test_compression_aware_judge_samples_match_the_judged_layout():
