@@ -18,7 +18,42 @@ METHOD_HELP = (
 )
 
 
-def _run_file(input: Path, output: Path, allocation, model: str | None, method: str, max_words: int) -> None:
+TENSION_HELP = (
+    "Balancer dial NAME=VALUE in [0, 1] (repeatable): compress_particularize, exploit_explore, "
+    "focus_diversify; unnamed dials keep the method's tuned values."
+)
+
+
+def parse_tensions(method: str, items: list[str]):
+    """``["compress_particularize=0.3", ...]`` applied on top of the method's tuned `Tensions`."""
+    import dataclasses
+
+    from arrcoc.balancing import TENSIONS
+    from arrcoc.compress import tensions_for
+
+    values = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in TENSIONS:
+            raise ValueError(
+                f"--tension takes NAME=VALUE with NAME one of {', '.join(TENSIONS)}; got {item!r}"
+            )
+        try:
+            values[name] = float(value)
+        except ValueError:
+            raise ValueError(f"--tension {name}: {value!r} is not a number") from None
+    return dataclasses.replace(tensions_for(method), **values)
+
+
+def _run_file(
+    input: Path,
+    output: Path,
+    allocation,
+    model: str | None,
+    method: str,
+    max_words: int,
+    tension: list[str],
+) -> None:
     """Shared body of `compress` and `score`: report bad lines, exit 1 if any failed, 2 if none could run."""
     from arrcoc.compress import compress_file
 
@@ -29,6 +64,7 @@ def _run_file(input: Path, output: Path, allocation, model: str | None, method: 
             allocation,
             model,
             method=method,
+            tensions=parse_tensions(method, tension),
             max_words=max_words,
             on_error=lambda message: typer.echo(message, err=True),
         )
@@ -49,6 +85,7 @@ def compress(
     output: Path = typer.Option(..., "--output", "-o", help="Output JSONL."),
     model: str | None = typer.Option(None, "--model", help="Model directory (default: the shipped model)."),
     method: str = typer.Option("fast", help=METHOD_HELP),
+    tension: list[str] = typer.Option([], help=TENSION_HELP),
     force_digits: bool = typer.Option(False, help="Always keep words with digits (not counted)."),
     force_term: list[str] = typer.Option([], help="Always keep this word (repeatable; not counted)."),
     min_per_turn: int = typer.Option(0, help="Words every message keeps at least."),
@@ -73,7 +110,7 @@ def compress(
     except ValueError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
-    _run_file(input, output, allocation, model, method, max_words)
+    _run_file(input, output, allocation, model, method, max_words, tension)
 
 
 @app.command()
@@ -82,10 +119,11 @@ def score(
     output: Path = typer.Option(..., "--output", "-o", help="Output JSONL."),
     model: str | None = typer.Option(None, "--model", help="Model directory (default: the shipped model)."),
     method: str = typer.Option("fast", help=METHOD_HELP),
+    tension: list[str] = typer.Option([], help=TENSION_HELP),
     max_words: int = typer.Option(16384, help="Reject dialogues with more words than this."),
 ) -> None:
     """Score every word with every scorer (nothing dropped)."""
-    _run_file(input, output, None, model, method, max_words)
+    _run_file(input, output, None, model, method, max_words, tension)
 
 
 @app.command()
@@ -118,6 +156,7 @@ def train_reuse_cmd(
     from arrcoc.compress import read_dialogues
     from arrcoc.future_reuse import ReuseConfig, dialogue_cuts, train_reuse
     from arrcoc.knowing import REUSE_DIR, WorldModelScorer, resolve_model
+
     try:
         if output is None and model is None:
             raise ValueError("pass --model DIR (the head goes to DIR/reuse) or --output DIR")

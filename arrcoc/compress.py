@@ -33,6 +33,17 @@ from arrcoc.words import (
 )
 from worldmodel.checkpoint import atomic_write_text
 
+# Tensions tuned per method on the dev split of the relevance benchmark (docs/arrcoc.md); a method
+# not listed uses the `Tensions` defaults.
+METHOD_TENSIONS: dict[str, Tensions] = {
+    "hybrid": Tensions(compress_particularize=0.2, focus_diversify=0.0),
+}
+
+
+def tensions_for(method: str, tensions: Tensions | None = None) -> Tensions:
+    """The tensions a method balances with: ``tensions`` if given, else the method's tuned ones."""
+    return tensions if tensions is not None else METHOD_TENSIONS.get(method, Tensions())
+
 
 class DialogueFileError(ValueError):
     """An input file that cannot be read as dialogues at all (missing, empty, not JSON/JSONL)."""
@@ -103,15 +114,18 @@ def compress(
     request) are kept on top and reported separately. model: None (the shipped default
     DialogueWorldModel), a model directory, a DialogueWorldModel, or any object with
     ``score(messages, method) -> WordScores``. method: ``fast`` (gradient x input future
-    coupling) or ``exact`` (occlusion). ``allocation`` overrides budget and forcing with a
-    full `AllocationConfig` (per-turn min/max, curve, levels of detail).
+    coupling), ``exact`` (occlusion), ``reuse`` (a learned future-reuse head) or ``hybrid``
+    (reuse and fast mixed). ``tensions``: the balancer's dials (default: the method's tuned ones,
+    `METHOD_TENSIONS`). ``allocation`` overrides budget and forcing with a full
+    `AllocationConfig` (per-turn min/max, curve, levels of detail).
     """
     clean = validate_messages(messages, max_words)
     config = allocation or AllocationConfig(
         budget=budget, force_digits=force_digits, force_terms=tuple(force_terms)
     )
     word_scores = resolve_model(model).score(clean, method)
-    return realize(clean, word_scores, balancer or Balancer(tensions), config, dialogue_id)
+    balancer = balancer or Balancer(tensions_for(method, tensions))
+    return realize(clean, word_scores, balancer, config, dialogue_id)
 
 
 def score(
@@ -126,7 +140,7 @@ def score(
     """Every scorer's per-word scores and the balanced score; nothing dropped."""
     clean = validate_messages(messages, max_words)
     word_scores = resolve_model(model).score(clean, method)
-    return realize(clean, word_scores, Balancer(tensions), None, dialogue_id)
+    return realize(clean, word_scores, Balancer(tensions_for(method, tensions)), None, dialogue_id)
 
 
 @dataclass
@@ -261,7 +275,7 @@ def compress_file(
     With ``allocation=None`` nothing is dropped and the lines are ``arrcoc score`` records
     (every word with each scorer's score). Returns ``(records written, error messages)``.
     """
-    relevance, balancer = resolve_model(model), Balancer(tensions)
+    relevance, balancer = resolve_model(model), Balancer(tensions_for(method, tensions))
 
     def handle(item: InputDialogue) -> dict[str, Any]:
         result = realize(item.messages, relevance.score(item.messages, method), balancer, allocation, item.id)

@@ -91,7 +91,13 @@ class CompressionResult:
             }
             entry.update({name: round(v[i], 6) for name, v in self.scores.items()})
             tokens.append(entry)
-        return {"id": self.id, "tokens": tokens, "origin_tokens": self.origin_tokens, "weights": self.weights}
+        return {
+            "id": self.id,
+            "tokens": tokens,
+            "origin_tokens": self.origin_tokens,
+            "weights": self.weights,
+            "tensions": self.tensions,
+        }
 
 
 def _heat_rgb(score: float) -> tuple[int, int, int]:

@@ -230,11 +230,12 @@ class Benchmark:
             )
             self.retrieval[track] = RetrievalJudge(sets, emb)
             self.instances[track] = pool[: s.test_per_track if track == "primary" else s.long_per_track]
+            # Embedded for the whole pool, so runs of other sizes (e.g. dev_tuning) share the file.
             self.full_emb[track] = cached_array(
                 self.dir / f"full_emb_{track}.npy",
-                lambda p=self.instances[track]: self.encoder.embed([render_turns(i.context) for i in p]),
-                rows=len(self.instances[track]),
-            )
+                lambda p=pool: self.encoder.embed([render_turns(i.context) for i in p]),
+                rows=len(pool),
+            )[: len(self.instances[track])]
 
     # ---- evaluation ----
     def _conditions(

@@ -145,6 +145,7 @@ class ReuseMethod(WorldModelMethod):
 
     def fit(self, bench: Any) -> None:
         """Load the head cached for this world model, or train it (half A + J4 train pool) and cache it."""
+        from arrcoc.compress import tensions_for
         from arrcoc.future_reuse import FutureReuse, ReuseError, fit_reuse, reuse_dataset
         from arrcoc.knowing import WorldModelScorer
 
@@ -165,5 +166,9 @@ class ReuseMethod(WorldModelMethod):
             atomic_write_json(path / "train_stats.json", {"examples": n, "seed": self.seed, **stats})
         scorer.reuse = head
         self.relevance = scorer
-        mix = f"-w{scorer.hybrid_fast_weight}" if self.method == "hybrid" else ""  # a new weight: re-run
+        mix = ""  # a new mixing weight or tuned tensions: re-run
+        if self.method == "hybrid":
+            t = tensions_for(self.method)
+            dials = f"{t.compress_particularize}-{t.exploit_explore}-{t.focus_diversify}"
+            mix = f"-w{scorer.hybrid_fast_weight}-t{dials}"
         self.fingerprint = f"{self.fingerprint}-{model_fingerprint(head)}{mix}"

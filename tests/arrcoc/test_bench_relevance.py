@@ -352,6 +352,21 @@ def test_dev_tuning_rule_picks_best_j1b_that_keeps_j4():
         choose(j1b, dict.fromkeys(j4, 0.5))
 
 
+def test_dev_tuning_tension_rule_keeps_j4_and_j1b():
+    from benches.relevance.dev_tuning import choose_tensions
+
+    grid = [(0.1, 0.0), (0.2, 0.0), (0.3, 0.0), (0.7, 0.2)]
+    j2c = dict(zip(grid, [1.03, 1.02, 0.98, 0.84], strict=True))
+    j1b = dict(zip(grid, [0.72, 0.75, 0.78, 0.76], strict=True))
+    j4 = dict(zip(grid, [0.80, 0.95, 0.975, 1.0], strict=True))
+    assert choose_tensions(j2c, j1b, j4, j1b_floor=0.74) == (0.2, 0.0)  # 0.1 loses J4
+    assert choose_tensions(j2c, j1b, j4, j1b_floor=0.76) == (0.3, 0.0)  # 0.2 loses J1b
+    tie = dict.fromkeys(grid, 1.0)
+    assert choose_tensions(tie, dict.fromkeys(grid, 1.0), tie, 0.0) == (0.7, 0.2)  # ties: the defaults
+    with pytest.raises(ValueError, match="no tension setting"):
+        choose_tensions(j2c, j1b, j4, j1b_floor=0.9)
+
+
 def test_write_section_replaces_only_between_markers(tmp_path):
     doc = tmp_path / "b.md"
     doc.write_text("# Benchmarks\n\n## Control\nkeep me\n")

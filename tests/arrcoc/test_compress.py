@@ -133,3 +133,28 @@ def test_dialogue_without_words_keeps_roles(length_scorer):
     )
     assert out.messages == [{"role": "user", "content": ""}, {"role": "assistant", "content": ""}]
     assert (out.origin_tokens, out.compressed_tokens, out.ratio) == (0, 0, 1.0)
+
+
+def test_method_tensions_and_the_cli_tension_option(tmp_path, patched_model):
+    from arrcoc.compress import METHOD_TENSIONS, tensions_for
+
+    assert tensions_for("fast") == Tensions() and tensions_for("hybrid") == METHOD_TENSIONS["hybrid"]
+    assert tensions_for("hybrid", Tensions(0.4, 0.5, 0.3)) == Tensions(0.4, 0.5, 0.3)  # explicit wins
+    tuned = compress(DIALOGUE, budget=0.25, model=patched_model, method="hybrid")
+    assert tuned.tensions["compress_particularize"] == METHOD_TENSIONS["hybrid"].compress_particularize
+    assert compress(DIALOGUE, budget=0.25, model=patched_model).tensions["compress_particularize"] == 0.7
+    src = _write_lines(tmp_path / "in.jsonl", [json.dumps({"id": "a", "messages": DIALOGUE})])
+    out = tmp_path / "out.jsonl"
+    args = ["score", str(src), "--output", str(out), "--method", "hybrid"]
+    result = CliRunner().invoke(app, [*args, "--tension", "focus_diversify=0.5"])
+    assert result.exit_code == 0, result.output
+    tensions = json.loads(out.read_text())["tensions"]
+    assert tensions["focus_diversify"] == 0.5  # named: overridden; unnamed: the method's tuned value
+    assert tensions["compress_particularize"] == METHOD_TENSIONS["hybrid"].compress_particularize
+    for bad, message in [
+        ("speed=1", "NAME one of compress_particularize"),
+        ("focus_diversify=high", "is not a number"),
+        ("focus_diversify=2", "must be in [0, 1]"),
+    ]:
+        result = CliRunner().invoke(app, [*args, "--tension", bad])
+        assert result.exit_code == 2 and message in result.output, result.output
