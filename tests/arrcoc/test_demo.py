@@ -24,7 +24,10 @@ def test_demo_command_prints_heatmap_and_writes_html(tmp_path, tiny_world_model)
 
 
 def test_demo_without_the_default_model_says_how_to_get_one(tmp_path, monkeypatch):
+    from arrcoc.knowing import _load_scorer
+
     monkeypatch.setattr("dialogue.pretrained.DEFAULT_DIR", tmp_path / "no_default")
+    _load_scorer.cache_clear()  # an earlier test may have loaded the real default in this process
     result = CliRunner().invoke(app, ["demo", "--output", str(tmp_path / "demo.html")])
     assert result.exit_code == 2
     assert "missing config.json" in result.output and "train_default_dialogue_model.sh" in result.output
