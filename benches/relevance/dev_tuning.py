@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     for w in GRID:
         logging.info("w=%.2f: dev J1b R@1/10 %.3f, J4-dev recall %.3f", w, j1b[w], j4[w])
-    chosen = choose(j1b, j4)
+    chosen = choose({w: j1b[w] for w in GRID}, {w: j4[w] for w in GRID})
     if chosen != HYBRID_FAST_WEIGHT:
         raise SystemExit(
             f"stage 1 chose w={chosen}, but the shipped HYBRID_FAST_WEIGHT is {HYBRID_FAST_WEIGHT}"
