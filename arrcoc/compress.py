@@ -36,7 +36,7 @@ from worldmodel.checkpoint import atomic_write_text
 # Tensions tuned per method on the dev split of the relevance benchmark (docs/arrcoc.md); a method
 # not listed uses the `Tensions` defaults.
 METHOD_TENSIONS: dict[str, Tensions] = {
-    "hybrid": Tensions(compress_particularize=0.2, focus_diversify=0.0),
+    "hybrid": Tensions(compress_particularize=0.5, focus_diversify=0.0),
 }
 
 

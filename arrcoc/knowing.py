@@ -41,11 +41,11 @@ from arrcoc.words import split_words
 
 METHODS: tuple[str, ...] = ("fast", "exact", "reuse", "hybrid")
 REUSE_DIR = "reuse"  # a model directory's optional future-reuse head
-# Weight of the fast coupling in ``hybrid``, chosen on the relevance benchmark's dev split (never
-# its test split): on the grid 0, 0.25, ..., 1 the best BM25 retrieval of the next turn among the
-# weights that keep J4-dev recall >= 0.95 (`python -m benches.relevance.dev_tuning`,
-# benches/results/relevance_dev_hybrid.json).
-HYBRID_FAST_WEIGHT = 0.75
+# Weight of the fast coupling in ``hybrid``, chosen with hybrid's tensions (`arrcoc.compress.
+# METHOD_TENSIONS`) on the relevance benchmark's dev split, never its test split: the setting whose
+# smaller margin over the best baseline on J4-dev recall and J2c retention is largest
+# (`python -m benches.relevance.dev_tuning`, benches/results/relevance_dev_hybrid.json).
+HYBRID_FAST_WEIGHT = 0.5
 
 
 class ScoringError(ValueError):

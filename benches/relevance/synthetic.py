@@ -12,8 +12,9 @@ keep the latest value of every slot and drop the decoys and superseded values.
 named the two slot kinds: there embedding similarity to that turn finds the needed turns
 by their wording (recall@0.25 = 1.0 in docs/benchmarks.md), which leaks the future.
 
-Two disjoint template and filler pools exist: ``"train"`` (may be used to fit scorers)
-and ``"test"`` (benchmark instances only).
+Three disjoint template and filler pools exist: ``"train"`` (may be used to fit scorers),
+``"dev"`` (tuning: its templates are seen neither by a fitted scorer nor by the test) and
+``"test"`` (benchmark instances only).
 """
 
 from __future__ import annotations
@@ -144,6 +145,47 @@ POOLS: dict[str, TemplatePool] = {
         confirm=("All set with {k1} {v1} plus {k2} {v2}.",),
         closing=("Perfect, that is everything for today.",),
     ),
+    "dev": TemplatePool(
+        opening=(
+            "Hello, I need to reserve a table and a car for a family dinner.",
+            "Hi, can you sort out a repair visit for my apartment?",
+        ),
+        state=(
+            "Put {v} down as the {k}, thanks.",
+            "The {k} on our side is {v}, just so you know.",
+            "Go with {v} for the {k} on this one.",
+        ),
+        override=(
+            "Correction: the {k} becomes {v} rather than before.",
+            "Change of mind, set the {k} to {v}.",
+        ),
+        decoy=(
+            "Funny, a friend of mine had {v} for a {k} once.",
+            "On an old receipt the {k} read {v}, that one is void.",
+        ),
+        ack=("Thanks, noted on my side.", "Perfect, it is in the system.", "Very well, I have it."),
+        filler_user=(
+            "My grandmother turns ninety this year, so everyone is travelling in.",
+            "The dishwasher has been leaking a little since the weekend.",
+            "We usually prefer quiet places where people can talk without shouting.",
+            "Two of the guests are vegetarian and one cannot eat nuts at all.",
+            "The building has an old lift that stops working in cold weather.",
+            "I would rather avoid the motorway because of the roadworks.",
+        ),
+        filler_assistant=(
+            "A ninetieth birthday is a wonderful occasion to gather the whole family.",
+            "Small leaks often come from a worn seal, which is quick to replace.",
+            "Quieter rooms are usually available if requested a few days ahead.",
+            "Most kitchens can prepare vegetarian and nut-free dishes on request.",
+            "Technicians can carry tools up the stairs if the lift is out of order.",
+            "The scenic road is slower but avoids most of the current roadworks.",
+        ),
+        ask=("Shall I confirm everything as we have it now?",),
+        ask_named=("I still need the {k1} and {k2} to confirm, please.",),
+        backref=("Take the {k1} and {k2} from what I said before.",),
+        confirm=("Booked with {k1} {v1} and {k2} {v2}.",),
+        closing=("Wonderful, thank you for sorting it out.",),
+    ),
 }
 
 
@@ -248,8 +290,8 @@ def task_dialogue(
 
 
 def task_dialogues(n: int, split: str, seed: int, ask_names_kinds: bool = False) -> list[Instance]:
-    """``n`` dialogues from the ``split`` template pool ("train" or "test")."""
+    """``n`` dialogues from the ``split`` template pool ("train", "dev" or "test")."""
     if split not in POOLS:
-        raise ValueError(f"unknown J4 split {split!r}; expected 'train' or 'test'")
-    rng = np.random.default_rng([seed, 0 if split == "train" else 1])
+        raise ValueError(f"unknown J4 split {split!r}; expected one of {sorted(POOLS)}")
+    rng = np.random.default_rng([seed, list(POOLS).index(split)])
     return [task_dialogue(rng, POOLS[split], i, split, ask_names_kinds=ask_names_kinds) for i in range(n)]

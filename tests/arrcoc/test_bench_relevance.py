@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -208,14 +209,14 @@ def test_oracle_tfidf_recency_hand_values():
 
 
 # ---- J4 ----
-def test_j4_templates_and_filler_disjoint_between_train_and_test():
-    train, test = POOLS["train"], POOLS["test"]
-    for field in train.__dataclass_fields__:
-        assert not set(getattr(train, field)) & set(getattr(test, field)), field
-    train_sentences = {t.text for i in task_dialogues(30, "train", 0) for t in i.context}
-    test_sentences = {t.text for i in task_dialogues(30, "test", 0) for t in i.context}
-    shared = train_sentences & test_sentences
-    assert shared <= {"Of course, please share the details.", "I think that covers everything for now."}
+def test_j4_templates_and_filler_disjoint_between_train_dev_and_test():
+    for a, b in itertools.combinations(POOLS, 2):
+        for field in POOLS[a].__dataclass_fields__:
+            assert not set(getattr(POOLS[a], field)) & set(getattr(POOLS[b], field)), (a, b, field)
+        sentences_a = {t.text for i in task_dialogues(30, a, 0) for t in i.context}
+        sentences_b = {t.text for i in task_dialogues(30, b, 0) for t in i.context}
+        shared = sentences_a & sentences_b
+        assert shared <= {"Of course, please share the details.", "I think that covers everything for now."}
 
 
 def test_j4_overrides_gold_and_decoys():
@@ -234,7 +235,7 @@ def test_j4_overrides_gold_and_decoys():
 
 def test_j4_asking_turn_does_not_leak_the_needed_kinds():
     kinds = {k for name in KINDS.values() for k in name.split()}
-    for split in ("train", "test"):
+    for split in POOLS:
         for inst in task_dialogues(40, split, 2):
             assert not {w.strip(".,?") for w in inst.context[-1].words} & kinds
             assert {w.strip(".,?") for w in inst.targets[0].words} & kinds  # the future names them
@@ -341,30 +342,25 @@ def test_learned_baselines_get_one_scorer_per_lm_seed():
     assert names[-4:] == ["selfinfo_seed1", "contrast_seed1", "selfinfo_seed2", "contrast_seed2"]
 
 
-def test_dev_tuning_rule_picks_best_j1b_that_keeps_j4():
-    from benches.relevance.dev_tuning import choose
+def test_dev_tuning_rule_maximises_the_smaller_margin_over_the_best_baseline():
+    from benches.relevance.dev_tuning import choose, margins
 
-    j1b = {0.0: 0.66, 0.25: 0.67, 0.5: 0.71, 0.75: 0.76, 1.0: 0.78}
-    j4 = {0.0: 1.0, 0.25: 1.0, 0.5: 1.0, 0.75: 0.96, 1.0: 0.87}
-    assert choose(j1b, j4) == 0.75  # 1.0 retrieves best but loses J4
-    assert choose({0.0: 0.5, 0.5: 0.5}, {0.0: 1.0, 0.5: 1.0}) == 0.0  # ties: the smaller weight
-    with pytest.raises(ValueError, match="no weight"):
-        choose(j1b, dict.fromkeys(j4, 0.5))
-
-
-def test_dev_tuning_tension_rule_keeps_j4_and_j1b():
-    from benches.relevance.dev_tuning import choose_tensions
-
-    grid = [(0.1, 0.0), (0.2, 0.0), (0.3, 0.0), (0.7, 0.2)]
-    j2c = dict(zip(grid, [1.03, 1.02, 0.98, 0.84], strict=True))
-    j1b = dict(zip(grid, [0.72, 0.75, 0.78, 0.76], strict=True))
-    j4 = dict(zip(grid, [0.80, 0.95, 0.975, 1.0], strict=True))
-    assert choose_tensions(j2c, j1b, j4, j1b_floor=0.74) == (0.2, 0.0)  # 0.1 loses J4
-    assert choose_tensions(j2c, j1b, j4, j1b_floor=0.76) == (0.3, 0.0)  # 0.2 loses J1b
-    tie = dict.fromkeys(grid, 1.0)
-    assert choose_tensions(tie, dict.fromkeys(grid, 1.0), tie, 0.0) == (0.7, 0.2)  # ties: the defaults
-    with pytest.raises(ValueError, match="no tension setting"):
-        choose_tensions(j2c, j1b, j4, j1b_floor=0.9)
+    baselines = {
+        "selfinfo": {"j4_recall": 0.80, "j2c_retention": 0.45},
+        "contrast": {"j4_recall": 0.30, "j2c_retention": 0.85},
+    }
+    metrics = {
+        (0.75, 0.2, 0.0): {"j4_recall": 0.62, "j2c_retention": 1.02},  # J2c high, loses J4
+        (0.5, 0.3, 0.0): {"j4_recall": 0.93, "j2c_retention": 0.97},  # +0.13 / +0.12
+        (0.75, 0.7, 0.2): {"j4_recall": 0.96, "j2c_retention": 0.88},  # J4 high, J2c +0.03
+    }
+    margin = margins(metrics, baselines)
+    assert margin[(0.75, 0.2, 0.0)] == pytest.approx(0.62 - 0.80)
+    assert margin[(0.5, 0.3, 0.0)] == pytest.approx(min(0.93 - 0.80, 0.97 - 0.85))
+    assert choose(margin, shipped=(0.75, 0.7, 0.2)) == (0.5, 0.3, 0.0)
+    tie = dict.fromkeys([(0.5, 0.2, 0.0), (0.25, 0.2, 0.0), (0.75, 0.2, 0.0)], 0.1)
+    assert choose(tie, shipped=(0.75, 0.2, 0.0)) == (0.75, 0.2, 0.0)  # ties: the shipped setting
+    assert choose(tie, shipped=(1.0, 0.0, 0.0)) == (0.25, 0.2, 0.0)  # then the smaller w
 
 
 def test_write_section_replaces_only_between_markers(tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from vmc_fakes import FakeEnv
 
 from worldmodel.checkpoint import load_checkpoint
 from worldmodel.run import package_version
@@ -204,28 +205,6 @@ def test_sequence_chunks_pad_and_mask() -> None:
     assert chunks["rewards"][1].tolist() == [3, 4, 0]
 
 
-class _FakeEnv:
-    """Frames whose brightness follows the action; reward = the action; 12-step episodes."""
-
-    action_dim, controller_dim, max_steps = 1, 1, 12
-    action_map = staticmethod(lambda out: out)
-
-    def reset(self, seed: int) -> np.ndarray:
-        self.t, self.level = 0, 128.0
-        return np.full((64, 64, 3), 128, np.uint8)
-
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool]:
-        self.t += 1
-        self.level = float(np.clip(self.level + 60 * action[0], 0, 255))
-        return np.full((64, 64, 3), int(self.level), np.uint8), float(action[0]), self.t >= self.max_steps
-
-    def random_action(self, rng: np.random.Generator, prev: np.ndarray | None) -> np.ndarray:
-        return rng.uniform(-1, 1, 1).astype(np.float32)
-
-    def close(self) -> None:
-        pass
-
-
 def test_run_vmc_end_to_end_on_fake_env(tmp_path) -> None:
     cfg = VMCConfig(
         env="fake",
@@ -239,7 +218,7 @@ def test_run_vmc_end_to_end_on_fake_env(tmp_path) -> None:
         eval_episodes=2,
         dream=DreamConfig(generations=2, population=4, rollouts=2, horizon=5),
     )
-    summary = run_vmc(cfg, tmp_path, env=_FakeEnv())
+    summary = run_vmc(cfg, tmp_path, env=FakeEnv())
     assert summary["data"]["frames"] == 6 * 13 and summary["version"] == package_version()
     assert set(summary["seconds"]) >= {"1_random_rollouts", "2_train_V", "3_train_M", "4_evolve_C_in_dream"}
     assert summary["real_return"]["controller"]["n"] == 2
@@ -248,7 +227,7 @@ def test_run_vmc_end_to_end_on_fake_env(tmp_path) -> None:
     assert (tmp_path / "summary.json").is_file()
     # Step 2 can start from a saved V; with vae_epochs=0 it is used as is.
     again = run_vmc(
-        replace(cfg, vae_init=str(tmp_path / "vmc.safetensors"), vae_epochs=0), tmp_path / "b", env=_FakeEnv()
+        replace(cfg, vae_init=str(tmp_path / "vmc.safetensors"), vae_epochs=0), tmp_path / "b", env=FakeEnv()
     )
     assert again["vae"] == {"loaded": str(tmp_path / "vmc.safetensors")}
     reloaded, _ = load_checkpoint(tmp_path / "b" / "vmc.safetensors")
@@ -261,7 +240,7 @@ def test_controller_evolved_on_real_returns_beats_random(tmp_path) -> None:
     dream = DreamConfig(generations=8, population=8, rollouts=1, horizon=12, sigma0=0.5, eval_every=4)
     small = {"z_dim": 4, "vae_epochs": 1, "hidden": 8, "mdn_epochs": 1, "mdn_seq_len": 6, "eval_episodes": 3}
     cfg = VMCConfig(env="fake", episodes=4, max_steps=12, controller_env="real", dream=dream, **small)
-    summary = run_vmc(cfg, tmp_path, env=_FakeEnv())
+    summary = run_vmc(cfg, tmp_path, env=FakeEnv())
     assert summary["cmaes"]["scored_in"] == "real" and "4_evolve_C_in_real" in summary["seconds"]
     real = summary["real_return"]
     mean = real["controller"]["mean"]
@@ -307,7 +286,7 @@ def test_take_cover_random_actions_are_held_for_one_to_hold_max_steps(hold_max, 
     assert low < np.mean(runs) < high and actions == {(1.0, 0.0), (0.0, 0.0), (0.0, 1.0)}
 
 
-class _NoEnv(_FakeEnv):
+class _NoEnv(FakeEnv):
     """Fails if step 1 tries to collect: the rollouts must come from the cache."""
 
     def reset(self, seed: int) -> np.ndarray:
@@ -317,7 +296,7 @@ class _NoEnv(_FakeEnv):
 def test_rollouts_are_saved_and_reused(tmp_path) -> None:
     cache = tmp_path / "data.npz"
     cfg = VMCConfig(env="fake", episodes=3, max_steps=12, data_cache=str(cache))
-    data = rollouts(_FakeEnv(), cfg)
+    data = rollouts(FakeEnv(), cfg)
     assert cache.is_file()
     again = rollouts(_NoEnv(), replace(cfg, episodes=2))  # a prefix of the saved episodes
     assert len(again) == 2
@@ -333,11 +312,11 @@ def test_rollouts_are_saved_and_reused(tmp_path) -> None:
         rollouts(_NoEnv(), replace(cfg, hold_max=50))
     # extra_data: every episode of other rollout files of the same env is appended
     extra = tmp_path / "extra.npz"
-    rollouts(_FakeEnv(), replace(cfg, seed=5, data_cache=str(extra)))
+    rollouts(FakeEnv(), replace(cfg, seed=5, data_cache=str(extra)))
     both = rollouts(_NoEnv(), replace(cfg, episodes=2, extra_data=f"{extra},{cache}"))
     assert len(both) == 2 + 3 + 3 and np.array_equal(both[5]["frames"], data[0]["frames"])
     with pytest.raises(ValueError, match="holds rollouts of"):
-        rollouts(_FakeEnv(), replace(cfg, env="other", data_cache="", extra_data=str(extra)))
+        rollouts(FakeEnv(), replace(cfg, env="other", data_cache="", extra_data=str(extra)))
 
 
 def test_vae_frames_and_mdn_init(tmp_path, monkeypatch) -> None:
@@ -349,11 +328,11 @@ def test_vae_frames_and_mdn_init(tmp_path, monkeypatch) -> None:
         hidden=8, mdn_epochs=1, mdn_seq_len=6, eval_episodes=1,
         dream=DreamConfig(generations=1, population=4, rollouts=2, horizon=3),
     )
-    summary = run_vmc(cfg, tmp_path / "a", env=_FakeEnv())
+    summary = run_vmc(cfg, tmp_path / "a", env=FakeEnv())
     assert summary["vae"]["vae/recon"] > 0 and seen == [4, 4]  # 8 of the 39 frames, in batches of 4
     ckpt = str(tmp_path / "a" / "vmc.safetensors")
     again = run_vmc(replace(cfg, vae_init=ckpt, vae_epochs=0, mdn_init=ckpt, mdn_epochs=0), tmp_path / "b",
-                    env=_FakeEnv())
+                    env=FakeEnv())
     assert again["mdn"] == {"loaded": ckpt}
     first, second = load_checkpoint(ckpt)[0], load_checkpoint(tmp_path / "b" / "vmc.safetensors")[0]
     assert all(torch.equal(first["mdn"][k], second["mdn"][k]) for k in first["mdn"])

@@ -21,9 +21,10 @@ Fitness = Callable[[Tensor, int], Tensor]  # (params [P, n], rollouts) -> mean r
 
 
 def evolve(
-    num_params: int, fitness: Fitness, config: object, desc: str = "CMA-ES"
+    num_params: int, fitness: Fitness, config: object, desc: str = "CMA-ES", x0: np.ndarray | None = None
 ) -> tuple[np.ndarray, list[dict[str, float]]]:
-    """CMA-ES from zeros with step size ``config.sigma0`` for ``config.generations`` generations.
+    """CMA-ES from ``x0 [num_params]`` (``None``: zeros; a warm start, e.g. the current controller
+    in iterative training) with step size ``config.sigma0`` for ``config.generations`` generations.
 
     ``config`` carries ``population``, ``rollouts`` (per candidate), ``sigma0``, ``seed``,
     ``eval_every`` and ``eval_rollouts`` (a `worldmodel.vmc.DreamConfig`). Every ``eval_every``
@@ -32,8 +33,11 @@ def evolve(
     best-scoring mean is returned with one history row per generation (``best`` and ``mean``
     candidate return, ``sigma``, and ``evaluated`` when the mean was scored).
     """
+    x0 = np.zeros(num_params) if x0 is None else np.asarray(x0, np.float64).reshape(-1)
+    if x0.shape != (num_params,):
+        raise ValueError(f"CMA-ES x0 has {x0.size} parameters, the controller {num_params}")
     es = cma.CMAEvolutionStrategy(
-        np.zeros(num_params),
+        x0,
         config.sigma0,
         {"popsize": config.population, "seed": config.seed + 1, "verbose": -9},
     )
@@ -41,7 +45,7 @@ def evolve(
     def score(params: np.ndarray, rollouts: int) -> Tensor:
         return fitness(torch.as_tensor(np.atleast_2d(params), dtype=torch.float32), rollouts)
 
-    history, best, best_score = [], np.zeros(num_params), -float("inf")
+    history, best, best_score = [], x0.copy(), -float("inf")
     for gen in progress(range(config.generations), desc=desc):
         solutions = es.ask()
         returns = score(np.stack(solutions), config.rollouts)

@@ -121,10 +121,15 @@ def dream_returns(
 
 
 def evolve_controller(
-    mdn: MDNRNN, controller: LinearController, start_z: Tensor, action_map: ActionMap, config: DreamConfig
+    mdn: MDNRNN,
+    controller: LinearController,
+    start_z: Tensor,
+    action_map: ActionMap,
+    config: DreamConfig,
+    x0: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[dict[str, float]]]:
-    """C by CMA-ES on the dream return (`worldmodel.vmc.cmaes.evolve`); each scoring draws its
-    rollouts' first latent codes at random from ``start_z [R, Z]``."""
+    """C by CMA-ES on the dream return (`worldmodel.vmc.cmaes.evolve`, from ``x0 [n]``, default
+    zeros); each scoring draws its rollouts' first latent codes at random from ``start_z [R, Z]``."""
     generator = torch.Generator().manual_seed(config.seed)
 
     def fitness(params: Tensor, rollouts: int) -> Tensor:
@@ -132,4 +137,4 @@ def evolve_controller(
         dream = (action_map, config.horizon, config.tau, config.done, config.lives)
         return dream_returns(mdn, controller, params, starts, *dream)
 
-    return evolve(controller.num_params, fitness, config, "CMA-ES in the dream")
+    return evolve(controller.num_params, fitness, config, "CMA-ES in the dream", x0)

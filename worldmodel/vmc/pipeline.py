@@ -98,15 +98,19 @@ def collect(env: Any, episodes: int, max_steps: int, seed: int) -> list[dict[str
             dones.append(done)
             if done:
                 break
-        data.append(
-            {
-                "frames": np.stack(frames),
-                "actions": np.stack(actions).astype(np.float32),
-                "rewards": np.asarray(rewards, np.float32),
-                "dones": np.asarray(dones, np.float32),
-            }
-        )
+        data.append(episode(frames, actions, rewards, dones))
     return data
+
+
+def episode(frames: list, actions: list, rewards: list, dones: list) -> dict[str, np.ndarray]:
+    """One recorded episode as arrays: ``frames [T+1, 64, 64, 3]``, ``actions [T, A]`` float32,
+    ``rewards [T]``, ``dones [T]``."""
+    return {
+        "frames": np.stack(frames),
+        "actions": np.stack(actions).astype(np.float32),
+        "rewards": np.asarray(rewards, np.float32),
+        "dones": np.asarray(dones, np.float32),
+    }
 
 
 def save_rollouts(path: str | Path, data: list[dict[str, np.ndarray]], meta: dict[str, Any]) -> None:
@@ -224,12 +228,16 @@ def sequence_chunks(
     return {k: torch.stack(v) for k, v in chunks.items()}
 
 
-def train_mdn(chunks: dict[str, torch.Tensor], action_dim: int, cfg: VMCConfig) -> tuple[MDNRNN, list[dict]]:
-    """Step 3. ``z`` is resampled from ``N(mu, exp(logvar))`` every epoch, as in the paper. Starts
-    from the M of ``cfg.mdn_init`` when given."""
-    mdn = MDNRNN(cfg.z_dim, action_dim, cfg.hidden, cfg.mixtures, cfg.done_weight)
-    if cfg.mdn_init:
-        mdn.load_state_dict(load_checkpoint(cfg.mdn_init)[0]["mdn"])
+def train_mdn(
+    chunks: dict[str, torch.Tensor], action_dim: int, cfg: VMCConfig, mdn: MDNRNN | None = None
+) -> tuple[MDNRNN, list[dict]]:
+    """Step 3. ``z`` is resampled from ``N(mu, exp(logvar))`` every epoch, as in the paper. Continues
+    ``mdn`` when given, else starts from the M of ``cfg.mdn_init`` (or from scratch)."""
+    if mdn is None:
+        mdn = MDNRNN(cfg.z_dim, action_dim, cfg.hidden, cfg.mixtures, cfg.done_weight)
+        if cfg.mdn_init:
+            mdn.load_state_dict(load_checkpoint(cfg.mdn_init)[0]["mdn"])
+    mdn.train()
     optim = torch.optim.Adam(mdn.parameters(), lr=cfg.mdn_lr)
     history = []
     for epoch in progress(range(cfg.mdn_epochs), desc="M epochs"):
