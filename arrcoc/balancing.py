@@ -128,6 +128,10 @@ class Balancer(nn.Module):
     predicts weights and tensions from per-sample statistics (mean, std, max of each
     normalised scorer) with an MLP whose last layer starts at zero (uniform weights,
     tensions 0.5).
+
+    ``keep_peaks``: the compress side lifts a word to its neighbourhood's mean but never lowers it
+    (``max(local mean, score)``), so spans grow around high-scoring words and an isolated peak (a
+    booking code, a date) keeps its score instead of being averaged away.
     """
 
     def __init__(
@@ -138,6 +142,7 @@ class Balancer(nn.Module):
         radius: int = 2,
         bandwidth: float = 4.0,
         hidden: int = 32,
+        keep_peaks: bool = False,
     ) -> None:
         super().__init__()
         if len(base_weights) != len(SCORERS) or min(base_weights) < 0 or sum(base_weights) <= 0:
@@ -147,6 +152,7 @@ class Balancer(nn.Module):
         self.learned = learned
         self.radius = radius
         self.bandwidth = bandwidth
+        self.keep_peaks = keep_peaks
         if learned:
             n = len(SCORERS)
             self.mlp = nn.Sequential(
@@ -186,6 +192,9 @@ class Balancer(nn.Module):
         weights, tensions = self._weights_and_tensions(normed, mask)
         mixed = (normed * weights[:, None, :]).sum(-1)
         particular = tensions[:, 0:1]
-        mixed = particular * mixed + (1 - particular) * local_average(mixed, mask, self.radius)
+        smooth = local_average(mixed, mask, self.radius)
+        if self.keep_peaks:
+            smooth = torch.maximum(smooth, mixed)
+        mixed = particular * mixed + (1 - particular) * smooth
         mixed = mixed - tensions[:, 2:3] * redundancy(mixed, mask, embeddings, self.bandwidth)
         return Balanced(normalize_per_sample(mixed, mask), weights, tensions)

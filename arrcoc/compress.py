@@ -36,13 +36,23 @@ from worldmodel.checkpoint import atomic_write_text
 # Tensions tuned per method on the dev split of the relevance benchmark (docs/arrcoc.md); a method
 # not listed uses the `Tensions` defaults.
 METHOD_TENSIONS: dict[str, Tensions] = {
-    "hybrid": Tensions(compress_particularize=0.5, focus_diversify=0.0),
+    "hybrid": Tensions(compress_particularize=0.0, focus_diversify=0.0),
 }
+
+
+# Methods whose balancer keeps isolated peaks on the compress side (`Balancer(keep_peaks=True)`),
+# chosen with the tensions.
+KEEP_PEAKS: frozenset[str] = frozenset({"hybrid"})
 
 
 def tensions_for(method: str, tensions: Tensions | None = None) -> Tensions:
     """The tensions a method balances with: ``tensions`` if given, else the method's tuned ones."""
     return tensions if tensions is not None else METHOD_TENSIONS.get(method, Tensions())
+
+
+def balancer_for(method: str, tensions: Tensions | None = None) -> Balancer:
+    """The fixed-mode `Balancer` of a method: its tuned tensions (or ``tensions``) and peak keeping."""
+    return Balancer(tensions_for(method, tensions), keep_peaks=method in KEEP_PEAKS)
 
 
 class DialogueFileError(ValueError):
@@ -124,7 +134,7 @@ def compress(
         budget=budget, force_digits=force_digits, force_terms=tuple(force_terms)
     )
     word_scores = resolve_model(model).score(clean, method)
-    balancer = balancer or Balancer(tensions_for(method, tensions))
+    balancer = balancer or balancer_for(method, tensions)
     return realize(clean, word_scores, balancer, config, dialogue_id)
 
 
@@ -140,7 +150,7 @@ def score(
     """Every scorer's per-word scores and the balanced score; nothing dropped."""
     clean = validate_messages(messages, max_words)
     word_scores = resolve_model(model).score(clean, method)
-    return realize(clean, word_scores, Balancer(tensions_for(method, tensions)), None, dialogue_id)
+    return realize(clean, word_scores, balancer_for(method, tensions), None, dialogue_id)
 
 
 @dataclass
@@ -275,7 +285,7 @@ def compress_file(
     With ``allocation=None`` nothing is dropped and the lines are ``arrcoc score`` records
     (every word with each scorer's score). Returns ``(records written, error messages)``.
     """
-    relevance, balancer = resolve_model(model), Balancer(tensions_for(method, tensions))
+    relevance, balancer = resolve_model(model), balancer_for(method, tensions)
 
     def handle(item: InputDialogue) -> dict[str, Any]:
         result = realize(item.messages, relevance.score(item.messages, method), balancer, allocation, item.id)

@@ -2,7 +2,8 @@
 balancer tensions on the dev split, never on test.
 
 One joint grid: the fast-coupling weight w (0 = ``reuse``, 1 = the reuse head unused) x
-``compress_particularize`` x ``focus_diversify``. Every setting, and every protocol baseline (seed 0
+``compress_particularize`` x ``focus_diversify`` x ``keep_peaks`` (the balancer's compress side
+keeps isolated peaks, `arrcoc.balancing.Balancer`). Every setting, and every protocol baseline (seed 0
 of the learned ones; random averaged over its seeds), is scored at budget 0.25 by:
 
 * J4-dev: recall of the needed values on J4 dialogues built from the *dev* template pool, whose
@@ -15,8 +16,8 @@ The rule, fixed before any test number of the chosen setting, follows issue 6's 
 baseline on J4 and on J2): the setting with the largest *smaller margin* over the best baseline,
 ``min(J4 - max_b J4_b, J2c - max_b J2c_b)`` (ties: the shipped setting, then the smaller w). Writes
 ``benches/results/relevance_dev_hybrid.json``, then exits with status 1 when the choice differs from
-what arrcoc ships (`HYBRID_FAST_WEIGHT`, ``METHOD_TENSIONS["hybrid"]``). Uses the benchmark's cache
-(scorer LM, judge, reuse head).
+what arrcoc ships (`HYBRID_FAST_WEIGHT`, ``METHOD_TENSIONS["hybrid"]``, ``KEEP_PEAKS``). Uses the
+benchmark's cache (scorer LM, judge, reuse head).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import numpy as np
 from rank_bm25 import BM25Okapi
 
 from arrcoc.balancing import Balancer, Tensions
-from arrcoc.compress import realize, tensions_for
+from arrcoc.compress import KEEP_PEAKS, realize, tensions_for
 from arrcoc.knowing import HYBRID_FAST_WEIGHT, WordScores, hybrid_coupling
 from arrcoc.words import validate_messages
 from benches.relevance.budget import budget_for, compress, select_top
@@ -59,9 +60,11 @@ from worldmodel.run import package_version
 ROOT = Path(__file__).resolve().parents[2]
 W_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 CP_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)
-FD_GRID = (0.0, 0.2)
+FD_GRID = (0.0,)
+PEAKS_GRID = (False, True)
 J4_DEV_SEED = 7
-Setting = tuple[float, float, float]  # (w, compress_particularize, focus_diversify)
+KEYS = ("w", "compress_particularize", "focus_diversify", "keep_peaks")
+Setting = tuple  # (w, compress_particularize, focus_diversify, keep_peaks)
 
 
 def margins(metrics: dict, baselines: dict) -> dict[Setting, float]:
@@ -78,7 +81,7 @@ def choose(margin: dict[Setting, float], shipped: Setting) -> Setting:
 
 def shipped_setting() -> Setting:
     t = tensions_for("hybrid")
-    return (HYBRID_FAST_WEIGHT, t.compress_particularize, t.focus_diversify)
+    return (HYBRID_FAST_WEIGHT, t.compress_particularize, t.focus_diversify, "hybrid" in KEEP_PEAKS)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
     bm25 = BM25Okapi([bm25_tokens(t) or ["<empty>"] for t in sets.texts])
     j4_dev = task_dialogues(args.n_j4, "dev", J4_DEV_SEED, s.j4_ask_names_kinds)
     baselines = [b for b in bench.scorers if not isinstance(b, OracleScorer) and b is not method]
-    grid: list[Setting] = list(itertools.product(W_GRID, CP_GRID, FD_GRID))
+    grid: list[Setting] = list(itertools.product(W_GRID, CP_GRID, FD_GRID, PEAKS_GRID))
 
     def scores_by_name(inst: Instance) -> dict:
         """Scores [N] of every grid setting (each coupling runs once) and of every baseline."""
@@ -111,10 +114,12 @@ def main(argv: list[str] | None = None) -> dict:
         reuse = method.relevance.score(messages, "reuse")
         fast = method.relevance.score(messages, "fast").scores["coupling"]
         out: dict = {b.name: np.asarray(b.score(inst)) for b in baselines}
-        for w, cp, fd in grid:
+        for w, cp, fd, peaks in grid:
             scores = {**reuse.scores, "coupling": hybrid_coupling(reuse.scores["coupling"], fast, w)}
-            balancer = Balancer(Tensions(cp, 0.5, fd))
-            out[(w, cp, fd)] = np.asarray(realize(messages, WordScores(scores), balancer, None).balanced)
+            balancer = Balancer(Tensions(cp, 0.5, fd), keep_peaks=peaks)
+            out[(w, cp, fd, peaks)] = np.asarray(
+                realize(messages, WordScores(scores), balancer, None).balanced
+            )
         return out
 
     hits: dict = defaultdict(list)
@@ -168,19 +173,15 @@ def main(argv: list[str] | None = None) -> dict:
         "judge_cache_weight": cache_weight,
         "rule": "largest min(J4-dev recall - best baseline's, dev J2c retention - best baseline's) at 0.25",
         "baselines": ref,
-        "grid": [
-            {"w": g[0], "compress_particularize": g[1], "focus_diversify": g[2], "margin": margin[g]}
-            | metrics[g]
-            for g in grid
-        ],
-        "chosen": dict(zip(("w", "compress_particularize", "focus_diversify"), chosen, strict=True)),
+        "grid": [dict(zip(KEYS, g, strict=True)) | {"margin": margin[g]} | metrics[g] for g in grid],
+        "chosen": dict(zip(KEYS, chosen, strict=True)),
     }
     atomic_write_json(Path(args.out), out)
     print(json.dumps(out["chosen"]), "margin", round(margin[chosen], 4))
     if chosen != shipped:
         raise SystemExit(
             f"dev tuning chose {out['chosen']}, but arrcoc ships {shipped} for hybrid: update "
-            "HYBRID_FAST_WEIGHT (arrcoc/knowing.py) and METHOD_TENSIONS (arrcoc/compress.py)"
+            "HYBRID_FAST_WEIGHT (arrcoc/knowing.py), METHOD_TENSIONS and KEEP_PEAKS (arrcoc/compress.py)"
         )
     return out
 

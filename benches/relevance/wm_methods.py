@@ -145,7 +145,7 @@ class ReuseMethod(WorldModelMethod):
 
     def fit(self, bench: Any) -> None:
         """Load the head cached for this world model, or train it (half A + J4 train pool) and cache it."""
-        from arrcoc.compress import tensions_for
+        from arrcoc.compress import KEEP_PEAKS, tensions_for
         from arrcoc.future_reuse import FutureReuse, ReuseError, fit_reuse, reuse_dataset
         from arrcoc.knowing import WorldModelScorer
 
@@ -170,5 +170,5 @@ class ReuseMethod(WorldModelMethod):
         if self.method == "hybrid":
             t = tensions_for(self.method)
             dials = f"{t.compress_particularize}-{t.exploit_explore}-{t.focus_diversify}"
-            mix = f"-w{scorer.hybrid_fast_weight}-t{dials}"
+            mix = f"-w{scorer.hybrid_fast_weight}-t{dials}" + ("-peaks" if self.method in KEEP_PEAKS else "")
         self.fingerprint = f"{self.fingerprint}-{model_fingerprint(head)}{mix}"

@@ -66,6 +66,23 @@ def test_fixed_balancer_particularize_and_exploit():
     assert exploit.balanced.min() >= 0 and exploit.balanced.max() <= 1
 
 
+def test_keep_peaks_lifts_spans_but_never_averages_a_peak_away():
+    coupling = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0.5, 0.5, 0.5, 0.5])
+    scores = torch.zeros(1, 14, 3)
+    scores[0, :, 0] = coupling
+    mask = torch.ones(1, 14, dtype=torch.bool)
+    compress = Tensions(0.0, 0.0, 0.0)  # all on the compress side, coupling only
+    plain = Balancer(compress)(scores, mask).balanced[0]
+    peaks = Balancer(compress, keep_peaks=True)(scores, mask).balanced[0]
+    assert plain[4] < plain[11]  # the mean over 5 words turns the isolated peak into 0.2
+    assert peaks.argmax().item() == 4 and peaks[11] < peaks[4]
+    # reference: mixed = 0.8 coupling + 0.2 * 0.5 (constant salience), then max(local mean, mixed)
+    mixed = (0.8 * coupling + 0.1)[None]
+    expected = normalize_per_sample(torch.maximum(local_average(mixed, mask, 2), mixed), mask)
+    assert peaks.tolist() == pytest.approx(expected[0].tolist(), abs=1e-6)
+    assert peaks[3] > peaks[1]  # the peak's neighbours are lifted (a span grows around it)
+
+
 def test_gradients_reach_scorer_and_learned_balancer_through_straight_through():
     torch.manual_seed(0)
     emb = torch.randn(2, 12, 8)

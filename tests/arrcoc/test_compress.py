@@ -1,3 +1,4 @@
+import importlib
 import json
 
 import pytest
@@ -133,6 +134,19 @@ def test_dialogue_without_words_keeps_roles(length_scorer):
     )
     assert out.messages == [{"role": "user", "content": ""}, {"role": "assistant", "content": ""}]
     assert (out.origin_tokens, out.compressed_tokens, out.ratio) == (0, 0, 1.0)
+
+
+def test_balancer_for_keeps_peaks_only_for_the_listed_methods(monkeypatch, patched_model):
+    ac = importlib.import_module("arrcoc.compress")  # the module (the package exports a function of its name)
+
+    monkeypatch.setattr(ac, "KEEP_PEAKS", frozenset({"hybrid"}))
+    assert ac.balancer_for("hybrid").keep_peaks and not ac.balancer_for("fast").keep_peaks
+    assert ac.balancer_for("hybrid").tensions == ac.tensions_for("hybrid")
+    monkeypatch.setattr(ac, "KEEP_PEAKS", frozenset())
+    flat = compress(DIALOGUE, budget=1.0, model=patched_model, method="hybrid").balanced
+    monkeypatch.setattr(ac, "KEEP_PEAKS", frozenset({"hybrid"}))
+    peaked = compress(DIALOGUE, budget=1.0, model=patched_model, method="hybrid").balanced
+    assert flat != peaked  # compress() builds its balancer through balancer_for
 
 
 def test_method_tensions_and_the_cli_tension_option(tmp_path, patched_model):
