@@ -36,19 +36,19 @@ from torch import Tensor
 from worldmodel.checkpoint import CheckpointError, atomic_write_json, load_checkpoint, save_checkpoint
 from worldmodel.config import config_to_dict, resolve_config
 from worldmodel.run import package_version, progress, seed_everything
-from worldmodel.vmc.cmaes import evolve
 from worldmodel.vmc.controller import LinearController
-from worldmodel.vmc.dream import dream_returns, evolve_controller
+from worldmodel.vmc.dream import dream_returns
 from worldmodel.vmc.envs import make_vmc_env
 from worldmodel.vmc.mdn_rnn import MDNRNN
 from worldmodel.vmc.pipeline import (
+    EVAL_SEED_OFFSET,
     PAPER,
     VMCConfig,
     _stats,
     encode_episodes,
     episode,
     evaluate_real,
-    real_fitness,
+    evolve_c,
     rollouts,
     save_rollouts,
     sequence_chunks,
@@ -222,7 +222,6 @@ def iterate_vmc(
         source_frames = sum(len(ep["frames"]) for ep in data)
         data = _without_frames(data)
         source_episodes = len(data)
-        eval_seed = cfg.seed + 10_000  # run_vmc's evaluation seeds: comparable with the source summary
         extra = [f for f in cfg.extra_data.split(",") if f]
         best, rows = Best(), []
         summary: dict[str, Any] = {
@@ -277,30 +276,19 @@ def iterate_vmc(
             start_z = torch.stack([mu[0] for mu, _ in latents])
             if k > 0:  # 3. C re-evolved from the current C
                 dream_cfg = replace(cfg.dream, seed=cfg.dream.seed + k)
-                x0 = params.numpy()
-                if cfg.controller_env == "real":
-                    fitness = real_fitness(env, vae, mdn, controller, cfg)
-                    found, history = evolve(
-                        controller.num_params, fitness, dream_cfg, "CMA-ES in the real env", x0
-                    )
-                else:
-                    found, history = evolve_controller(
-                        mdn, controller, start_z, env.action_map, dream_cfg, x0
-                    )
-                params = torch.as_tensor(found, dtype=torch.float32)
-                row["cmaes"] = {
-                    "scored_in": cfg.controller_env,
-                    "first_generation_mean": history[0]["mean"],
-                    "last_generation_mean": history[-1]["mean"],
-                    "evaluated_means": [h["evaluated"] for h in history if "evaluated" in h],
-                }
+                params, row["cmaes"] = evolve_c(
+                    env, vae, mdn, controller, start_z, cfg, dream_cfg, params.numpy()
+                )
                 tick("3_evolve_C")
             d = cfg.dream
             dream = dream_returns(
                 mdn, controller, params[None], start_z, env.action_map, d.horizon, d.tau, d.done, d.lives
             )
             row["dream_return"] = float(dream[0])
-            real = evaluate_real(env, vae, mdn, controller, params, cfg.eval_episodes, eval_seed)
+            # run_vmc's evaluation seeds: comparable with the source summary
+            real = evaluate_real(
+                env, vae, mdn, controller, params, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET
+            )
             row["real_return"] = _stats(real)
             row["best_so_far"] = best.update(k, row["real_return"]["mean"], mdn.state_dict(), params)
             tick("4_eval")

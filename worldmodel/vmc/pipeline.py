@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from worldmodel.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
 from worldmodel.config import config_to_dict
@@ -35,6 +36,7 @@ from worldmodel.vmc.mdn_rnn import MDNRNN
 from worldmodel.vmc.vae import ConvVAE, frames_to_input
 
 CONTROLLER_ENVS = ("dream", "real")
+EVAL_SEED_OFFSET = 10_000  # real evaluation episodes use env seeds seed + 10,000 onwards
 PAPER = {
     "carracing": "906 +- 21 (Ha & Schmidhuber 2018); 860 (ctallec/world-models)",
     "take_cover": "1092 +- 556 survival steps for the dream-trained controller (750 = solved)",
@@ -320,6 +322,32 @@ def real_fitness(env: Any, vae: ConvVAE, mdn: MDNRNN, controller: LinearControll
     return fitness
 
 
+def evolve_c(
+    env: Any,
+    vae: ConvVAE,
+    mdn: MDNRNN,
+    controller: LinearController,
+    start_z: Tensor,
+    cfg: VMCConfig,
+    dream_cfg: Any,
+    x0: np.ndarray | None = None,
+) -> tuple[Tensor, dict[str, Any]]:
+    """Step 4: C's parameters ``[n]`` by CMA-ES (from ``x0``, default zeros) scored in M's dream or,
+    with ``controller_env=real``, on real returns; and the summary of the search."""
+    if cfg.controller_env == "real":
+        fitness = real_fitness(env, vae, mdn, controller, cfg)
+        found, history = evolve(controller.num_params, fitness, dream_cfg, "CMA-ES in the real env", x0)
+    else:
+        found, history = evolve_controller(mdn, controller, start_z, env.action_map, dream_cfg, x0)
+    summary = {  # returns where C was scored: M's dream or the real environment
+        "scored_in": cfg.controller_env,
+        "first_generation_mean": history[0]["mean"],
+        "last_generation_mean": history[-1]["mean"],
+        "evaluated_means": [h["evaluated"] for h in history if "evaluated" in h],
+    }
+    return torch.as_tensor(found, dtype=torch.float32), summary
+
+
 def _stats(values: list[float]) -> dict[str, float]:
     return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
 
@@ -352,12 +380,7 @@ def run_vmc(cfg: VMCConfig, logdir: str | Path, env: Any = None) -> dict[str, An
         lap("3_train_M")
         controller = LinearController(cfg.z_dim + cfg.hidden, env.controller_dim)
         start_z = torch.stack([mu[0] for mu, _ in latents])
-        if cfg.controller_env == "real":
-            fitness = real_fitness(env, vae, mdn, controller, cfg)
-            best, history = evolve(controller.num_params, fitness, cfg.dream, "CMA-ES in the real env")
-        else:
-            best, history = evolve_controller(mdn, controller, start_z, env.action_map, cfg.dream)
-        params = torch.as_tensor(best, dtype=torch.float32)
+        params, cmaes = evolve_c(env, vae, mdn, controller, start_z, cfg, cfg.dream)
         dream = (start_z, env.action_map, cfg.dream.horizon, cfg.dream.tau, cfg.dream.done, cfg.dream.lives)
         final_dream = dream_returns(mdn, controller, params[None], *dream)
         zero_dream = dream_returns(mdn, controller, torch.zeros(1, controller.num_params), *dream)
@@ -367,9 +390,9 @@ def run_vmc(cfg: VMCConfig, logdir: str | Path, env: Any = None) -> dict[str, An
             {"vae": vae.state_dict(), "mdn": mdn.state_dict(), "controller": params},
             meta={"config": config_to_dict(cfg)},
         )
-        eval_seed = cfg.seed + 10_000
-        real = evaluate_real(env, vae, mdn, controller, params, cfg.eval_episodes, eval_seed)
-        random = evaluate_real(env, vae, mdn, controller, None, cfg.eval_episodes, eval_seed)
+        episodes = (cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
+        real = evaluate_real(env, vae, mdn, controller, params, *episodes)
+        random = evaluate_real(env, vae, mdn, controller, None, *episodes)
         lap("5_transfer_to_real")
     finally:
         env.close()
@@ -387,12 +410,7 @@ def run_vmc(cfg: VMCConfig, logdir: str | Path, env: Any = None) -> dict[str, An
         "vae": vae_history[-1] if vae_history else {"loaded": cfg.vae_init},
         "mdn": mdn_history[-1] if mdn_history else {"loaded": cfg.mdn_init},
         "dream_return": {"controller": float(final_dream[0]), "zero_controller": float(zero_dream[0])},
-        "cmaes": {  # returns where C was scored: M's dream or the real environment
-            "scored_in": cfg.controller_env,
-            "first_generation_mean": history[0]["mean"],
-            "last_generation_mean": history[-1]["mean"],
-            "evaluated_means": [h["evaluated"] for h in history if "evaluated" in h],
-        },
+        "cmaes": cmaes,
         "real_return": {"controller": _stats(real), "random_policy": _stats(random)},
         "paper": PAPER.get(cfg.env, ""),
     }
