@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from vmc_fakes import FakeEnv
+from vmc_fakes import FakeEnv, tiny_config
 
 from worldmodel.checkpoint import load_checkpoint
 from worldmodel.run import package_version
@@ -27,7 +27,8 @@ from worldmodel.vmc import (
 )
 from worldmodel.vmc.diagnose import constant_params, v_and_m_report
 from worldmodel.vmc.envs import TakeCover, VMCEnvError, make_vmc_env
-from worldmodel.vmc.pipeline import rollouts, sequence_chunks
+from worldmodel.vmc.pipeline import sequence_chunks
+from worldmodel.vmc.rollouts import rollouts
 from worldmodel.vmc.vae import kl_to_standard_normal
 
 
@@ -206,18 +207,8 @@ def test_sequence_chunks_pad_and_mask() -> None:
 
 
 def test_run_vmc_end_to_end_on_fake_env(tmp_path) -> None:
-    cfg = VMCConfig(
-        env="fake",
-        episodes=6,
-        max_steps=12,
-        z_dim=4,
-        vae_epochs=1,
-        hidden=16,
-        mdn_epochs=2,
-        mdn_seq_len=6,
-        eval_episodes=2,
-        dream=DreamConfig(generations=2, population=4, rollouts=2, horizon=5),
-    )
+    dream = DreamConfig(generations=2, population=4, rollouts=2, horizon=5)
+    cfg = tiny_config(episodes=6, hidden=16, mdn_epochs=2, dream=dream)
     summary = run_vmc(cfg, tmp_path, env=FakeEnv())
     assert summary["data"]["frames"] == 6 * 13 and summary["version"] == package_version()
     assert set(summary["seconds"]) >= {"1_random_rollouts", "2_train_V", "3_train_M", "4_evolve_C_in_dream"}

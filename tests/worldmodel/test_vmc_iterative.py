@@ -9,34 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from vmc_fakes import FakeEnv
+from vmc_fakes import FakeEnv, source_run
 
 from worldmodel.checkpoint import CheckpointError, load_checkpoint
-from worldmodel.vmc import DreamConfig, VMCConfig, run_vmc
+from worldmodel.vmc import DreamConfig
 from worldmodel.vmc import iterative as it
 from worldmodel.vmc.cmaes import evolve
-from worldmodel.vmc.pipeline import load_rollouts
+from worldmodel.vmc.rollouts import load_rollouts
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _source_run(tmp_path: Path) -> Path:
-    """A tiny finished run on the fake env: 4 random episodes (52 frames) cached in data.npz."""
-    cfg = VMCConfig(
-        env="fake",
-        episodes=4,
-        max_steps=12,
-        z_dim=4,
-        vae_epochs=1,
-        hidden=8,
-        mdn_epochs=1,
-        mdn_seq_len=6,
-        eval_episodes=2,
-        data_cache=str(tmp_path / "data.npz"),
-        dream=DreamConfig(generations=2, population=4, rollouts=2, horizon=5, eval_every=1, eval_rollouts=2),
-    )
-    run_vmc(cfg, tmp_path / "src", env=FakeEnv())
-    return tmp_path / "src"
 
 
 def test_cmaes_warm_start_begins_at_x0() -> None:
@@ -74,7 +55,7 @@ def test_best_keeps_the_first_highest_real_return() -> None:
 
 
 def test_iteration_adds_on_policy_episodes_to_m_data(tmp_path, one_thread) -> None:
-    src = _source_run(tmp_path)
+    src = source_run(tmp_path)
     icfg = it.IterateConfig(
         iterations=1, iter_episodes=3, iter_mdn_epochs=1, iter_noise=0.2, iter_explore=0.2
     )
@@ -98,7 +79,7 @@ def test_iteration_adds_on_policy_episodes_to_m_data(tmp_path, one_thread) -> No
 
 
 def test_vmc_safetensors_holds_the_best_iteration(tmp_path, monkeypatch, one_thread) -> None:
-    src = _source_run(tmp_path)
+    src = source_run(tmp_path)
     means = iter([4.0, 9.0, 6.0])  # iteration 1 is the best
     monkeypatch.setattr(it, "evaluate_real", lambda *a, **k: [next(means)])
     icfg = it.IterateConfig(iterations=2, iter_episodes=1, iter_mdn_epochs=1)
@@ -132,7 +113,7 @@ def test_bad_source_gives_one_clear_error(tmp_path) -> None:
 
 
 def test_missing_source_rollouts_are_refused(tmp_path, one_thread) -> None:
-    src = _source_run(tmp_path)
+    src = source_run(tmp_path)
     (tmp_path / "data.npz").unlink()
     with pytest.raises(CheckpointError, match="rollouts of .* missing: .*data.npz"):
         it.iterate_vmc(src, tmp_path / "it", it.IterateConfig(iterations=1, iter_episodes=1), env=FakeEnv())
@@ -146,7 +127,7 @@ def test_missing_source_rollouts_are_refused(tmp_path, one_thread) -> None:
 
 def test_iteration_with_c_evolved_on_real_returns(tmp_path, one_thread) -> None:
     """``controller_env=real`` (the CarRacing recipe): step 3 scores C in the env, from the current C."""
-    src = _source_run(tmp_path)
+    src = source_run(tmp_path)
     real = ["controller_env=real", "dream.rollouts=1", "dream.eval_rollouts=1", "dream.horizon=12"]
     icfg = it.IterateConfig(iterations=1, iter_episodes=2, iter_mdn_epochs=1)
     summary = it.iterate_vmc(src, tmp_path / "it", icfg, real, env=FakeEnv())

@@ -1,6 +1,10 @@
 """A tiny fake V-M-C environment shared by the vmc tests."""
 
+from pathlib import Path
+
 import numpy as np
+
+from worldmodel.vmc import DreamConfig, VMCConfig, run_vmc
 
 
 class FakeEnv:
@@ -23,3 +27,17 @@ class FakeEnv:
 
     def close(self) -> None:
         pass
+
+
+def tiny_config(**changes) -> VMCConfig:
+    """A V-M-C config small enough for a test on `FakeEnv` (12-step episodes), with ``changes``."""
+    dream = DreamConfig(generations=2, population=4, rollouts=2, horizon=5, eval_every=1, eval_rollouts=2)
+    base = {"env": "fake", "episodes": 4, "max_steps": 12, "z_dim": 4, "vae_epochs": 1, "hidden": 8}
+    base |= {"mdn_epochs": 1, "mdn_seq_len": 6, "eval_episodes": 2, "dream": dream}
+    return VMCConfig(**(base | changes))
+
+
+def source_run(tmp_path: Path) -> Path:
+    """A tiny finished run on the fake env: 4 random episodes (52 frames) cached in data.npz."""
+    run_vmc(tiny_config(data_cache=str(tmp_path / "data.npz")), tmp_path / "src", env=FakeEnv())
+    return tmp_path / "src"

@@ -29,7 +29,8 @@ from worldmodel.vmc.controller import LinearController
 from worldmodel.vmc.dream import dream_returns
 from worldmodel.vmc.envs import make_vmc_env
 from worldmodel.vmc.mdn_rnn import MDNRNN
-from worldmodel.vmc.pipeline import collect, evaluate_real
+from worldmodel.vmc.pipeline import evaluate_real
+from worldmodel.vmc.rollouts import collect
 from worldmodel.vmc.vae import ConvVAE, frames_to_input
 
 CONSTANT = {"still": 0.0, "left": -3.0, "right": 3.0}  # controller bias; tanh(3) = 0.995

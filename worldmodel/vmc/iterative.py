@@ -33,12 +33,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from worldmodel.checkpoint import CheckpointError, atomic_write_json, load_checkpoint, save_checkpoint
-from worldmodel.config import config_to_dict, resolve_config
+from worldmodel.checkpoint import CheckpointError, atomic_write_json, save_checkpoint
+from worldmodel.config import config_to_dict
 from worldmodel.run import package_version, progress, seed_everything
 from worldmodel.vmc.controller import LinearController
 from worldmodel.vmc.dream import dream_returns
 from worldmodel.vmc.envs import make_vmc_env
+from worldmodel.vmc.evaluate import build_run, load_source
 from worldmodel.vmc.mdn_rnn import MDNRNN
 from worldmodel.vmc.pipeline import (
     EVAL_SEED_OFFSET,
@@ -46,14 +47,12 @@ from worldmodel.vmc.pipeline import (
     VMCConfig,
     _stats,
     encode_episodes,
-    episode,
     evaluate_real,
     evolve_c,
-    rollouts,
-    save_rollouts,
     sequence_chunks,
     train_mdn,
 )
+from worldmodel.vmc.rollouts import record_episode, rollouts, save_rollouts
 from worldmodel.vmc.vae import ConvVAE, frames_to_input
 
 EXPLORATION = (
@@ -106,22 +105,6 @@ class Best:
         return True
 
 
-def load_source(source: str | Path, overrides: Sequence[str] = ()) -> tuple[VMCConfig, dict[str, Any], Path]:
-    """``(config, state, path)`` of a run's ``vmc.safetensors`` (``source``: the logdir or the file);
-    ``overrides`` (``key=value``) update the saved config. Raises `CheckpointError` (one message)
-    for a missing or corrupt checkpoint, or one without V, M, C and its config."""
-    path = Path(source)
-    path = path / "vmc.safetensors" if path.is_dir() else path
-    if not path.is_file():
-        raise CheckpointError(
-            f"no V-M-C run at {source}: expected a logdir with vmc.safetensors, or the file"
-        )
-    state, meta = load_checkpoint(path)
-    if not {"vae", "mdn", "controller"} <= state.keys() or "config" not in meta:
-        raise CheckpointError(f"{path} is not a V-M-C checkpoint (needs V, M, C and the run's config)")
-    return resolve_config(VMCConfig, overrides, preset=meta["config"]), state, path
-
-
 def _source_data(env: Any, cfg: VMCConfig, path: Path) -> list[dict[str, np.ndarray]]:
     """The source run's rollouts (`rollouts`), refusing to re-collect a missing ``data_cache``."""
     files = [f for f in [cfg.data_cache, *cfg.extra_data.split(",")] if f]
@@ -154,11 +137,11 @@ def collect_on_policy(
     rng = np.random.default_rng(seed)
     data = []
     for ep in progress(range(episodes), desc="on-policy rollouts"):
-        frame = env.reset(seed + ep)
-        frames, actions, rewards, dones = [frame], [], [], []
         state, h = mdn.initial_state(1), torch.zeros(1, mdn.hidden)
         held, random_action = 0, None
-        for _ in range(min(max_steps, env.max_steps)):
+
+        def policy(frame: np.ndarray) -> np.ndarray:
+            nonlocal state, h, held, random_action
             z = vae.encode(frames_to_input(torch.as_tensor(frame)))[0]
             if held == 0 and rng.random() < explore:
                 held = int(rng.integers(1, hold_max + 1))
@@ -171,14 +154,9 @@ def collect_on_policy(
                 jitter = torch.as_tensor(rng.standard_normal(out.shape), dtype=out.dtype)
                 action = env.action_map((out + noise * jitter).clamp(-1.0, 1.0))
             _, _, _, h, state = mdn.step(z, action, state)
-            frame, reward, done = env.step(action[0].numpy())
-            frames.append(frame)
-            actions.append(action[0].numpy())
-            rewards.append(reward)
-            dones.append(done)
-            if done:
-                break
-        data.append(episode(frames, actions, rewards, dones))
+            return action[0].numpy()
+
+        data.append(record_episode(env, seed + ep, max_steps, policy))
     return data
 
 
@@ -205,18 +183,8 @@ def iterate_vmc(
     env = env or make_vmc_env(cfg.env, cfg.hold_max)
     clock = time.perf_counter()
     try:
-        vae = ConvVAE(cfg.z_dim)
-        mdn = MDNRNN(cfg.z_dim, env.action_dim, cfg.hidden, cfg.mixtures, cfg.done_weight)
-        controller = LinearController(cfg.z_dim + cfg.hidden, env.controller_dim)
-        try:
-            vae.load_state_dict(state["vae"])
-            mdn.load_state_dict(state["mdn"])
-            params = state["controller"].float().reshape(-1)
-            controller.unpack(params[None])  # checks the size
-        except (RuntimeError, ValueError) as err:
-            raise CheckpointError(f"{path} does not fit its config: {err}") from None
-        vae.eval()
-        mdn.eval()
+        run = build_run(cfg, state, path, env)
+        vae, mdn, controller, params = run.vae, run.mdn, run.controller, run.params
         data = _source_data(env, cfg, path)
         latents = encode_episodes(vae, data)
         source_frames = sum(len(ep["frames"]) for ep in data)

@@ -1,6 +1,7 @@
 """The five steps of Ha & Schmidhuber's World Models, on a CPU budget.
 
-1. ``collect``: random rollouts in the real environment (64x64 frames, actions, rewards, dones);
+1. ``rollouts`` (:mod:`worldmodel.vmc.rollouts`): random rollouts in the real environment (64x64
+   frames, actions, rewards, dones), or the saved ones;
 2. ``train_vae``: V on all frames;
 3. ``train_mdn``: M on the latent sequences (``z`` resampled from V's posterior every epoch);
 4. ``evolve_controller`` (:mod:`worldmodel.vmc.dream`): C by CMA-ES inside M's dream (the
@@ -15,7 +16,6 @@ writer and returns a JSON-able summary.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +33,7 @@ from worldmodel.vmc.controller import LinearController
 from worldmodel.vmc.dream import DreamConfig, dream_returns, evolve_controller
 from worldmodel.vmc.envs import make_vmc_env
 from worldmodel.vmc.mdn_rnn import MDNRNN
+from worldmodel.vmc.rollouts import rollouts
 from worldmodel.vmc.vae import ConvVAE, frames_to_input
 
 CONTROLLER_ENVS = ("dream", "real")
@@ -81,88 +82,6 @@ class VMCConfig:
         rollouts = (self.dream.rollouts, self.dream.eval_rollouts)
         if self.controller_env == "real" and not all(0 < r < 1_000 for r in rollouts):
             raise ValueError("real-environment CMA-ES needs 0 < rollouts, eval_rollouts < 1000")
-
-
-def collect(env: Any, episodes: int, max_steps: int, seed: int) -> list[dict[str, np.ndarray]]:
-    """Step 1. Each episode: ``frames [T+1, 64, 64, 3]`` uint8, ``actions [T, A]``, ``rewards [T]``,
-    ``dones [T]`` (row t: the transition from frame t with action t)."""
-    rng = np.random.default_rng(seed)
-    data = []
-    for ep in progress(range(episodes), desc="random rollouts"):
-        frames, actions, rewards, dones = [env.reset(seed + ep)], [], [], []
-        action = None
-        for _ in range(max_steps):
-            action = env.random_action(rng, action)
-            frame, reward, done = env.step(action)
-            frames.append(frame)
-            actions.append(action)
-            rewards.append(reward)
-            dones.append(done)
-            if done:
-                break
-        data.append(episode(frames, actions, rewards, dones))
-    return data
-
-
-def episode(frames: list, actions: list, rewards: list, dones: list) -> dict[str, np.ndarray]:
-    """One recorded episode as arrays: ``frames [T+1, 64, 64, 3]``, ``actions [T, A]`` float32,
-    ``rewards [T]``, ``dones [T]``."""
-    return {
-        "frames": np.stack(frames),
-        "actions": np.stack(actions).astype(np.float32),
-        "rewards": np.asarray(rewards, np.float32),
-        "dones": np.asarray(dones, np.float32),
-    }
-
-
-def save_rollouts(path: str | Path, data: list[dict[str, np.ndarray]], meta: dict[str, Any]) -> None:
-    """Write ``collect``'s episodes to one ``.npz`` (episodes concatenated, ``lengths [E]`` transitions
-    each) with ``meta`` (``env``, ``seed``, ``max_steps``), atomically (a temp file, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {k: np.concatenate([ep[k] for ep in data]) for k in ("frames", "actions", "rewards", "dones")}
-    lengths = np.array([len(ep["actions"]) for ep in data], np.int64)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, lengths=lengths, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
-    tmp.replace(path)
-
-
-def load_rollouts(
-    path: str | Path, episodes: int | None, meta: dict[str, Any]
-) -> list[dict[str, np.ndarray]]:
-    """The first ``episodes`` (``None``: all) episodes of a ``save_rollouts`` file; refuses a file
-    whose meta differs from ``meta`` in any key ``meta`` gives, or with fewer episodes."""
-    with np.load(path) as npz:
-        saved = json.loads(str(npz["meta"]))
-        if any(saved.get(k) != v for k, v in json.loads(json.dumps(meta)).items()):
-            raise ValueError(f"{path} holds rollouts of {saved}, not {meta}")
-        lengths = npz["lengths"]
-        episodes = len(lengths) if episodes is None else episodes
-        if len(lengths) < episodes:
-            raise ValueError(f"{path} holds {len(lengths)} episodes, {episodes} requested")
-        steps = np.concatenate([[0], np.cumsum(lengths)])  # transitions before each episode
-        arrays = {k: npz[k] for k in ("frames", "actions", "rewards", "dones")}
-    data = []
-    for ep in range(episodes):  # episode ep has lengths[ep] + 1 frames
-        a, b = int(steps[ep]), int(steps[ep + 1])
-        episode = {k: arrays[k][a:b] for k in ("actions", "rewards", "dones")}
-        data.append({"frames": arrays["frames"][a + ep : b + ep + 1], **episode})
-    return data
-
-
-def rollouts(env: Any, cfg: VMCConfig) -> list[dict[str, np.ndarray]]:
-    """Step 1 through ``cfg.data_cache``: load the saved rollouts, or collect and save them; then
-    append every episode of the ``cfg.extra_data`` files (rollouts of the same env)."""
-    meta = {"env": cfg.env, "seed": cfg.seed, "max_steps": cfg.max_steps, "hold_max": cfg.hold_max}
-    if cfg.data_cache and Path(cfg.data_cache).is_file():
-        data = load_rollouts(cfg.data_cache, cfg.episodes, meta)
-    else:
-        data = collect(env, cfg.episodes, cfg.max_steps, cfg.seed)
-        if cfg.data_cache:
-            save_rollouts(cfg.data_cache, data, meta)
-    for path in filter(None, cfg.extra_data.split(",")):
-        data += load_rollouts(path, None, {"env": cfg.env})
-    return data
 
 
 def train_vae(frames: np.ndarray, cfg: VMCConfig) -> tuple[ConvVAE, list[dict[str, float]]]:
