@@ -9,6 +9,11 @@ Explicit tensions, each in [0, 1] (Vervaeke's opponent processing):
 * ``focus_diversify``: 0 = focus on the top scores, 1 = diversify (subtract a redundancy
   term: the score mass of nearby, or semantically similar, words).
 
+A reserved share (``Balancer(reserved_share=s)``, with a ``reserved`` score per word): the balanced
+ranking and the reserved score's ranking are merged so that every budget's first ``ceil(s B)``
+words are the reserved score's best (`reserved_ranking`); the hybrid method reserves this share
+for the future-reuse head's isolated peaks (slot values) while the rest keeps fluent spans.
+
 Scores are normalised per sample (min-max over that sample's valid words only), never
 across the batch. In learned mode a small MLP reads per-sample score statistics and
 outputs the scorer weights and the three tensions.
@@ -18,6 +23,7 @@ Shapes: ``B`` dialogues, ``N`` words, ``S`` scorers (coupling, information, sali
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -121,6 +127,33 @@ def redundancy(
     return (num / den.clamp(min=1e-12)) * m
 
 
+def reserved_ranking(primary: torch.Tensor, reserved: torch.Tensor, share: float) -> torch.Tensor:
+    """Merge two rankings of the same words: [N], [N] -> [N] scores in (0, 1], higher = earlier.
+
+    Slot ``j`` (0-based) of the merged ranking takes the best word not yet placed by ``reserved``
+    when ``ceil((j + 1) share) > ceil(j share)``, else the best not yet placed by ``primary`` (ties:
+    the earlier word). For every budget B, the first B words hold the best ``ceil(share B)`` of
+    ``reserved`` and the best ``B - ceil(share B)`` of ``primary``. No gradient flows through it.
+    """
+    if not 0.0 <= share <= 1.0:
+        raise BalancingError(f"reserved share must be in [0, 1], got {share}")
+    n = primary.shape[0]
+    rank = [x.detach().float() for x in (primary, reserved)]
+    orders = [torch.sort(x, descending=True, stable=True).indices.tolist() for x in rank]
+    placed = [False] * n
+    pointers = [0, 0]
+    out = torch.zeros(n, dtype=primary.dtype)
+    for j in range(n):
+        src = int(math.ceil((j + 1) * share - 1e-9) > math.ceil(j * share - 1e-9))
+        order = orders[src]
+        while placed[order[pointers[src]]]:
+            pointers[src] += 1
+        word = order[pointers[src]]
+        placed[word] = True
+        out[word] = 1.0 - j / n
+    return out.to(primary.device)
+
+
 class Balancer(nn.Module):
     """Mix per-word scorer scores [B, N, S] into balanced relevance [B, N].
 
@@ -132,6 +165,9 @@ class Balancer(nn.Module):
     ``keep_peaks``: the compress side lifts a word to its neighbourhood's mean but never lowers it
     (``max(local mean, score)``), so spans grow around high-scoring words and an isolated peak (a
     booking code, a date) keeps its score instead of being averaged away.
+
+    ``reserved_share``: when ``forward`` gets a ``reserved`` score [B, N], that share of every
+    budget goes to its best words (`reserved_ranking`; fixed mode only, it has no gradient).
     """
 
     def __init__(
@@ -143,8 +179,11 @@ class Balancer(nn.Module):
         bandwidth: float = 4.0,
         hidden: int = 32,
         keep_peaks: bool = False,
+        reserved_share: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= reserved_share <= 1.0:
+            raise BalancingError(f"reserved_share must be in [0, 1], got {reserved_share}")
         if len(base_weights) != len(SCORERS) or min(base_weights) < 0 or sum(base_weights) <= 0:
             raise BalancingError(f"base_weights must be 3 non-negative numbers, not all zero: {base_weights}")
         self.tensions = tensions or Tensions()
@@ -153,6 +192,7 @@ class Balancer(nn.Module):
         self.radius = radius
         self.bandwidth = bandwidth
         self.keep_peaks = keep_peaks
+        self.reserved_share = reserved_share
         if learned:
             n = len(SCORERS)
             self.mlp = nn.Sequential(
@@ -178,9 +218,14 @@ class Balancer(nn.Module):
         return torch.softmax(out[:, :n], dim=-1), torch.sigmoid(out[:, n:])
 
     def forward(
-        self, scores: torch.Tensor, mask: torch.Tensor, embeddings: torch.Tensor | None = None
+        self,
+        scores: torch.Tensor,
+        mask: torch.Tensor,
+        embeddings: torch.Tensor | None = None,
+        reserved: torch.Tensor | None = None,
     ) -> Balanced:
-        """scores [B, N, S], mask [B, N] bool, embeddings [B, N, D] (semantic diversity) -> `Balanced`."""
+        """scores [B, N, S], mask [B, N] bool, embeddings [B, N, D] (semantic diversity), reserved
+        [B, N] (the score whose ranking gets ``reserved_share`` of every budget) -> `Balanced`."""
         if scores.dim() != 3 or scores.shape[-1] != len(SCORERS):
             raise BalancingError(f"scores must be [B, N, {len(SCORERS)}], got {list(scores.shape)}")
         if scores.shape[1] == 0:  # no words: one masked-out placeholder keeps every reduction defined
@@ -197,4 +242,13 @@ class Balancer(nn.Module):
             smooth = torch.maximum(smooth, mixed)
         mixed = particular * mixed + (1 - particular) * smooth
         mixed = mixed - tensions[:, 2:3] * redundancy(mixed, mask, embeddings, self.bandwidth)
-        return Balanced(normalize_per_sample(mixed, mask), weights, tensions)
+        balanced = normalize_per_sample(mixed, mask)
+        if reserved is not None and self.reserved_share > 0:
+            if reserved.shape != mask.shape:
+                shapes = f"{list(mask.shape)}, got {list(reserved.shape)}"
+                raise BalancingError(f"reserved must be [B, N] = {shapes}")
+            merged, share = torch.zeros_like(balanced), self.reserved_share
+            for b, valid in enumerate(mask):
+                merged[b, valid] = reserved_ranking(balanced[b, valid], reserved[b, valid], share)
+            balanced = merged
+        return Balanced(balanced, weights, tensions)

@@ -50,9 +50,16 @@ def tensions_for(method: str, tensions: Tensions | None = None) -> Tensions:
     return tensions if tensions is not None else METHOD_TENSIONS.get(method, Tensions())
 
 
+# Share of every budget that a method's balancer gives to its ``WordScores.reserved`` ranking
+# (`Balancer(reserved_share=...)`; hybrid: the future-reuse head's), chosen with the tensions.
+RESERVED_SHARE: dict[str, float] = {}
+
+
 def balancer_for(method: str, tensions: Tensions | None = None) -> Balancer:
-    """The fixed-mode `Balancer` of a method: its tuned tensions (or ``tensions``) and peak keeping."""
-    return Balancer(tensions_for(method, tensions), keep_peaks=method in KEEP_PEAKS)
+    """The fixed-mode `Balancer` of a method: its tuned tensions (or ``tensions``), peak keeping and
+    reserved share."""
+    share = RESERVED_SHARE.get(method, 0.0)
+    return Balancer(tensions_for(method, tensions), keep_peaks=method in KEEP_PEAKS, reserved_share=share)
 
 
 class DialogueFileError(ValueError):
@@ -71,8 +78,9 @@ def realize(
     n = len(words)
     stacked = torch.stack([word_scores.scores[name].float().reshape(n) for name in SCORERS], dim=-1)
     emb = None if word_scores.embeddings is None else word_scores.embeddings[None].float()
+    reserved = None if word_scores.reserved is None else word_scores.reserved.float().reshape(1, n)
     with torch.no_grad():
-        out = balancer(stacked[None], torch.ones(1, n, dtype=torch.bool), emb)
+        out = balancer(stacked[None], torch.ones(1, n, dtype=torch.bool), emb, reserved)
     balanced = out.balanced[0]
     turn_ids = torch.tensor([w.message for w in words], dtype=torch.long)
     if config is None:

@@ -57,10 +57,13 @@ class WordScores:
     """Per-word scores of one dialogue: ``scores[name]`` is [N] (higher = more relevant).
 
     embeddings: optional [N, D] word embeddings (for the semantic diversity term).
+    reserved: optional [N] score whose ranking a balancer with a reserved share serves first
+        (``hybrid``: the future-reuse head's, `arrcoc.balancing.reserved_ranking`).
     """
 
     scores: dict[str, torch.Tensor]
     embeddings: torch.Tensor | None = None
+    reserved: torch.Tensor | None = None
 
 
 @runtime_checkable
@@ -208,13 +211,14 @@ class WorldModelScorer:
                 f"--model DIR` (it is saved in DIR/{REUSE_DIR}) or pass WorldModelScorer(reuse=...)"
             )
         pooled, vectors = self.pool(messages)
+        reserved = None
         if pooled.model_turns == 0:
             coupling = torch.zeros(len(vectors))
         elif method in ("reuse", "hybrid"):
             coupling = reuse_scores(self.reuse, self, messages, (pooled, vectors))
             if method == "hybrid":
                 fast = coupling_fast(pooled, self._imagine, self.proj)
-                coupling = hybrid_coupling(coupling, fast, self.hybrid_fast_weight)
+                reserved, coupling = coupling, hybrid_coupling(coupling, fast, self.hybrid_fast_weight)
         elif method == "fast":
             coupling = coupling_fast(pooled, self._imagine, self.proj)
         else:
@@ -224,7 +228,7 @@ class WorldModelScorer:
             "information": self.information(messages, pooled),
             "salience": salience(pooled, vectors),
         }
-        return WordScores(scores)
+        return WordScores(scores, reserved=reserved)
 
 
 def hybrid_coupling(reuse: Tensor, fast: Tensor, fast_weight: float = HYBRID_FAST_WEIGHT) -> Tensor:

@@ -16,16 +16,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 class LengthScorer:
-    """coupling = word length, information = position in message, salience = capitalised (test double)."""
+    """coupling = word length, information = position in message, salience = capitalised; for
+    ``hybrid`` also a reserved score, minus the word length (test double)."""
 
     def score(self, messages, method="fast"):
         words = split_words(messages)
+        length = torch.tensor([float(len(w.text)) for w in words])
         return WordScores(
             {
-                "coupling": torch.tensor([float(len(w.text)) for w in words]),
+                "coupling": length,
                 "information": torch.tensor([float(w.position) for w in words]),
                 "salience": torch.tensor([float(w.text[:1].isupper()) for w in words]),
-            }
+            },
+            reserved=-length if method == "hybrid" else None,
         )
 
 

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from arrcoc.balancing import (
     local_average,
     normalize_per_sample,
     redundancy,
+    reserved_ranking,
     tension_weights,
 )
 
@@ -81,6 +84,49 @@ def test_keep_peaks_lifts_spans_but_never_averages_a_peak_away():
     expected = normalize_per_sample(torch.maximum(local_average(mixed, mask, 2), mixed), mask)
     assert peaks.tolist() == pytest.approx(expected[0].tolist(), abs=1e-6)
     assert peaks[3] > peaks[1]  # the peak's neighbours are lifted (a span grows around it)
+
+
+def test_reserved_ranking_by_hand():
+    primary = torch.tensor([0.9, 0.8, 0.7, 0.1, 0.0])
+    reserved = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0])
+    # slot 0 reserved -> word 4; slot 1 primary -> 0; slot 2 reserved -> 1 (4, 0 placed; ties: earlier);
+    # slot 3 primary -> 2; slot 4 reserved -> 3. Scores 1 - slot / 5.
+    merged = reserved_ranking(primary, reserved, 0.5)
+    assert merged.tolist() == pytest.approx([0.8, 0.6, 0.4, 0.2, 1.0])
+    assert torch.equal(reserved_ranking(primary, reserved, 0.0).argsort(), primary.argsort())
+    assert reserved_ranking(primary, reserved, 1.0).argmax().item() == 4
+    with pytest.raises(BalancingError, match="reserved share"):
+        reserved_ranking(primary, reserved, 1.5)
+
+
+@pytest.mark.parametrize("share", [0.2, 0.3, 0.5])
+def test_every_budget_holds_the_reserved_share_of_best_words(share):
+    gen = torch.Generator().manual_seed(3)
+    primary, reserved = torch.rand(37, generator=gen), torch.rand(37, generator=gen)
+    order = reserved_ranking(primary, reserved, share).argsort(descending=True).tolist()
+    best_p = primary.argsort(descending=True).tolist()
+    best_r = reserved.argsort(descending=True).tolist()
+    for budget in range(38):
+        kept, k = set(order[:budget]), math.ceil(share * budget - 1e-9)
+        assert set(best_r[:k]) <= kept and set(best_p[: budget - k]) <= kept
+
+
+def test_balancer_reserved_share_per_sample_with_mask():
+    gen = torch.Generator().manual_seed(1)
+    scores, reserved = torch.rand(2, 9, 3, generator=gen), torch.rand(2, 9, generator=gen)
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[1, 6:] = False
+    plain = Balancer(Tensions(), reserved_share=0.3)(scores, mask).balanced  # no reserved score given
+    assert torch.equal(plain, Balancer(Tensions())(scores, mask).balanced)
+    out = Balancer(Tensions(), reserved_share=0.3)(scores, mask, reserved=reserved).balanced
+    for b in range(2):
+        valid = mask[b]
+        assert torch.equal(out[b, valid], reserved_ranking(plain[b, valid], reserved[b, valid], 0.3))
+    assert out[1, 6:].tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(BalancingError, match="reserved must be"):
+        Balancer(reserved_share=0.3)(scores, mask, reserved=reserved[:, :5])
+    with pytest.raises(BalancingError, match="reserved_share"):
+        Balancer(reserved_share=-0.1)
 
 
 def test_gradients_reach_scorer_and_learned_balancer_through_straight_through():

@@ -149,6 +149,22 @@ def test_balancer_for_keeps_peaks_only_for_the_listed_methods(monkeypatch, patch
     assert flat != peaked  # compress() builds its balancer through balancer_for
 
 
+def test_reserved_share_serves_the_reserved_ranking_in_every_budget(monkeypatch, patched_model):
+    ac = importlib.import_module("arrcoc.compress")
+
+    monkeypatch.setattr(ac, "RESERVED_SHARE", {"hybrid": 0.5})
+    assert ac.balancer_for("hybrid").reserved_share == 0.5 and ac.balancer_for("fast").reserved_share == 0
+    def kept(budget):
+        out = compress(DIALOGUE, budget=budget, model=patched_model, method="hybrid")
+        return {w.text for w, k in zip(out.words, out.kept, strict=True) if k}
+
+    shared = kept(4)
+    monkeypatch.setattr(ac, "RESERVED_SHARE", {})
+    # of a budget of 4: the reserved score's best 2 (minus length: the shortest words, ties earlier)
+    # and the balanced score's best 2
+    assert shared == {"I", "a"} | kept(2) and not {"I", "a"} & kept(4)
+
+
 def test_method_tensions_and_the_cli_tension_option(tmp_path, patched_model):
     from arrcoc.compress import METHOD_TENSIONS, tensions_for
 

@@ -143,6 +143,8 @@ def test_hybrid_coupling_mixes_normalised_reuse_and_fast(tiny_world_model):
     w = HYBRID_FAST_WEIGHT
     assert 0.0 < w < 1.0
     assert torch.allclose(hybrid, (1 - w) * unit(reuse) + w * unit(fast), atol=1e-5)
+    assert torch.allclose(scorer.score(messages, "hybrid").reserved, reuse)  # the head's own ranking
+    assert scorer.score(messages, "reuse").reserved is None
     scorer.hybrid_fast_weight = 0.0  # the reuse form, normalised
     assert torch.allclose(scorer.score(messages, "hybrid").scores["coupling"], unit(reuse), atol=1e-5)
     with pytest.raises(ScoringError, match="hybrid_fast_weight"):
