@@ -11,7 +11,7 @@ import pytest
 from vmc_fakes import FakeEnv, source_run
 
 from worldmodel.checkpoint import CheckpointError
-from worldmodel.vmc.evaluate import HELDOUT_SEED_OFFSET, build_run, evaluate_run, load_source
+from worldmodel.vmc.evaluate import HELDOUT_SEED_OFFSET, build_run, evaluate_run, load_source, mean_ci
 from worldmodel.vmc.pipeline import EVAL_SEED_OFFSET, evaluate_real
 from worldmodel.vmc.rollouts import record_episode
 
@@ -44,8 +44,20 @@ def test_evaluate_run_plays_the_saved_controller_on_held_out_seeds(tmp_path, one
     assert summary["returns"]["random_policy"] == random
     assert random != evaluate_real(*models, None, 3, EVAL_SEED_OFFSET)  # not the run's eval seeds
     assert summary["real_return"]["n"] == 3 and summary["config"]["env"] == "fake"
+    lo, hi = summary["ci95"]["controller"]
+    assert min(summary["returns"]["controller"]) <= lo <= summary["real_return"]["mean"] <= hi
     with pytest.raises(ValueError, match="episodes >= 1"):
         evaluate_run(src, episodes=0, env=FakeEnv())
+
+
+def test_mean_ci_brackets_the_mean_and_narrows_with_more_data() -> None:
+    rng = np.random.default_rng(0)
+    small, large = rng.normal(5.0, 2.0, 20), rng.normal(5.0, 2.0, 2000)
+    lo, hi = mean_ci(small)
+    assert lo < small.mean() < hi and mean_ci([3.0, 3.0, 3.0]) == [3.0, 3.0]
+    lo2, hi2 = mean_ci(large)
+    assert hi2 - lo2 < (hi - lo) / 5  # about 1 / sqrt(100) as wide
+    assert hi2 - lo2 == pytest.approx(2 * 1.96 * large.std() / np.sqrt(2000), rel=0.1)  # normal theory
 
 
 def test_vmc_eval_script_names_a_missing_run(tmp_path) -> None:

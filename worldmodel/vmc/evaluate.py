@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -75,12 +76,20 @@ def build_run(cfg: VMCConfig, state: dict[str, Any], path: Path, env: Any) -> Ru
     return Run(cfg, path, vae, mdn, controller, params)
 
 
+def mean_ci(values: Sequence[float], resamples: int = 10_000, seed: int = 0) -> list[float]:
+    """Percentile bootstrap 95% confidence interval ``[lo, hi]`` of the mean of ``values``."""
+    x = np.asarray(values, dtype=np.float64)
+    idx = np.random.default_rng(seed).integers(0, len(x), (resamples, len(x)))
+    return [float(v) for v in np.percentile(x[idx].mean(1), [2.5, 97.5])]
+
+
 @torch.no_grad()
 def evaluate_run(
     source: str | Path, episodes: int, seed_offset: int = HELDOUT_SEED_OFFSET, env: Any = None
 ) -> dict[str, Any]:
     """Real returns of the run's C and of the random policy on the same ``episodes`` env seeds,
-    ``seed + seed_offset`` onwards (``seed``: the run's); a JSON-able summary."""
+    ``seed + seed_offset`` onwards (``seed``: the run's), with bootstrap 95% CIs of C's mean and
+    of the paired difference; a JSON-able summary."""
     if episodes < 1:
         raise ValueError("need episodes >= 1")
     clock = time.perf_counter()
@@ -94,6 +103,7 @@ def evaluate_run(
         models = (env, run.vae, run.mdn, run.controller)
         controller = evaluate_real(*models, run.params, *seeds)
         random = evaluate_real(*models, None, *seeds)
+        diff = [c - r for c, r in zip(controller, random, strict=True)]  # paired: same env seed
     finally:
         if own_env:
             env.close()
@@ -105,6 +115,7 @@ def evaluate_run(
         "seeds": {"first": seeds[1], "count": episodes},
         "real_return": _stats(controller),
         "random_policy": _stats(random),
+        "ci95": {"controller": mean_ci(controller), "controller_minus_random": mean_ci(diff)},
         "returns": {"controller": controller, "random_policy": random},
         "paper": PAPER.get(run.cfg.env, ""),
         "seconds": round(time.perf_counter() - clock, 1),
