@@ -36,13 +36,13 @@ from worldmodel.checkpoint import atomic_write_text
 # Tensions tuned per method on the dev split of the relevance benchmark (docs/arrcoc.md); a method
 # not listed uses the `Tensions` defaults.
 METHOD_TENSIONS: dict[str, Tensions] = {
-    "hybrid": Tensions(compress_particularize=0.0, focus_diversify=0.0),
+    "hybrid": Tensions(compress_particularize=0.3, focus_diversify=0.0),
 }
 
 
 # Methods whose balancer keeps isolated peaks on the compress side (`Balancer(keep_peaks=True)`),
 # chosen with the tensions.
-KEEP_PEAKS: frozenset[str] = frozenset({"hybrid"})
+KEEP_PEAKS: frozenset[str] = frozenset()
 
 
 def tensions_for(method: str, tensions: Tensions | None = None) -> Tensions:
@@ -52,7 +52,7 @@ def tensions_for(method: str, tensions: Tensions | None = None) -> Tensions:
 
 # Share of every budget that a method's balancer gives to its ``WordScores.reserved`` ranking
 # (`Balancer(reserved_share=...)`; hybrid: the future-reuse head's), chosen with the tensions.
-RESERVED_SHARE: dict[str, float] = {}
+RESERVED_SHARE: dict[str, float] = {"hybrid": 0.5}
 
 
 def balancer_for(method: str, tensions: Tensions | None = None) -> Balancer:

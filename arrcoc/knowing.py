@@ -45,7 +45,7 @@ REUSE_DIR = "reuse"  # a model directory's optional future-reuse head
 # METHOD_TENSIONS`) on the relevance benchmark's dev split, never its test split: the setting whose
 # smaller margin over the best baseline on J4-dev recall and J2c retention is largest
 # (`python -m benches.relevance.dev_tuning`, benches/results/relevance_dev_hybrid.json).
-HYBRID_FAST_WEIGHT = 0.5
+HYBRID_FAST_WEIGHT = 0.75
 
 
 class ScoringError(ValueError):
