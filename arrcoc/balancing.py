@@ -10,9 +10,12 @@ Explicit tensions, each in [0, 1] (Vervaeke's opponent processing):
   term: the score mass of nearby, or semantically similar, words).
 
 A reserved share (``Balancer(reserved_share=s)``, with a ``reserved`` score per word): the balanced
-ranking and the reserved score's ranking are merged so that every budget's first ``ceil(s B)``
-words are the reserved score's best (`reserved_ranking`); the hybrid method reserves this share
-for the future-reuse head's isolated peaks (slot values) while the rest keeps fluent spans.
+ranking and the reserved score's ranking are merged (`reserved_ranking`), so that the top B words of
+the output contain the reserved score's best ``ceil(s B)`` and the balanced score's best ``B -
+ceil(s B)``, for every B. The output is then a rank score (``1 - rank / N``), not a scaled mix, and the
+guarantee holds for a plain top-B; forced words and per-turn limits in the allocator can change what
+is kept. The hybrid method reserves half for the future-reuse head's ranking (slot values) while the
+rest keeps fluent spans.
 
 Scores are normalised per sample (min-max over that sample's valid words only), never
 across the batch. In learned mode a small MLP reads per-sample score statistics and
@@ -184,6 +187,8 @@ class Balancer(nn.Module):
         super().__init__()
         if not 0.0 <= reserved_share <= 1.0:
             raise BalancingError(f"reserved_share must be in [0, 1], got {reserved_share}")
+        if learned and reserved_share > 0:
+            raise BalancingError("reserved_share is a ranking step without gradient: needs learned=False")
         if len(base_weights) != len(SCORERS) or min(base_weights) < 0 or sum(base_weights) <= 0:
             raise BalancingError(f"base_weights must be 3 non-negative numbers, not all zero: {base_weights}")
         self.tensions = tensions or Tensions()

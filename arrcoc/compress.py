@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from arrcoc.attending import AllocationConfig, allocate_dialogue
-from arrcoc.balancing import SCORERS, TENSIONS, Balancer, Tensions
+from arrcoc.balancing import SCORERS, TENSIONS, Balancer, BalancingError, Tensions
 from arrcoc.knowing import WordScores, resolve_model
 from arrcoc.realizing import CompressionResult
 from arrcoc.words import (
@@ -78,7 +78,10 @@ def realize(
     n = len(words)
     stacked = torch.stack([word_scores.scores[name].float().reshape(n) for name in SCORERS], dim=-1)
     emb = None if word_scores.embeddings is None else word_scores.embeddings[None].float()
-    reserved = None if word_scores.reserved is None else word_scores.reserved.float().reshape(1, n)
+    reserved = None if word_scores.reserved is None else word_scores.reserved.float().reshape(-1)
+    if reserved is not None and len(reserved) != n:
+        raise BalancingError(f"the reserved score has {len(reserved)} values for {n} words")
+    reserved = None if reserved is None else reserved[None]
     with torch.no_grad():
         out = balancer(stacked[None], torch.ones(1, n, dtype=torch.bool), emb, reserved)
     balanced = out.balanced[0]

@@ -127,6 +127,8 @@ def test_balancer_reserved_share_per_sample_with_mask():
         Balancer(reserved_share=0.3)(scores, mask, reserved=reserved[:, :5])
     with pytest.raises(BalancingError, match="reserved_share"):
         Balancer(reserved_share=-0.1)
+    with pytest.raises(BalancingError, match="without gradient"):
+        Balancer(learned=True, reserved_share=0.5)
 
 
 def test_gradients_reach_scorer_and_learned_balancer_through_straight_through():

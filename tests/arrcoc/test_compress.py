@@ -5,7 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 import arrcoc
-from arrcoc.balancing import Balancer, Tensions
+from arrcoc.balancing import Balancer, BalancingError, Tensions
 from arrcoc.cli import app
 from arrcoc.compress import DialogueFileError, compress, read_dialogues
 from arrcoc.words import DialogueInputError
@@ -163,6 +163,10 @@ def test_reserved_share_serves_the_reserved_ranking_in_every_budget(monkeypatch,
     # of a budget of 4: the reserved score's best 2 (minus length: the shortest words, ties earlier)
     # and the balanced score's best 2
     assert shared == {"I", "a"} | kept(2) and not {"I", "a"} & kept(4)
+    scores = patched_model.score(DIALOGUE, "hybrid")
+    scores.reserved = scores.reserved[:-1]
+    with pytest.raises(BalancingError, match="24 values for 25 words"):
+        ac.realize(DIALOGUE, scores, ac.balancer_for("hybrid"), None)
 
 
 def test_method_tensions_and_the_cli_tension_option(tmp_path, patched_model):

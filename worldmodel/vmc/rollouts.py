@@ -25,7 +25,7 @@ KEYS = ("frames", "actions", "rewards", "dones")
 def record_episode(
     env: Any, seed: int, max_steps: int, policy: Callable[[np.ndarray], np.ndarray]
 ) -> Episode:
-    """One episode on env seed ``seed`` of at most ``max_steps`` steps (and the env's own limit);
+    """One episode on env seed ``seed`` of at most ``max_steps`` steps and the env's ``max_steps``;
     ``policy(frame [64, 64, 3]) -> action [A]`` is called once per step, in order."""
     frames, actions, rewards, dones = [env.reset(seed)], [], [], []
     for _ in range(min(max_steps, env.max_steps)):
