@@ -55,10 +55,12 @@ def tensions_for(method: str, tensions: Tensions | None = None) -> Tensions:
 RESERVED_SHARE: dict[str, float] = {"hybrid": 0.5}
 
 
-def balancer_for(method: str, tensions: Tensions | None = None) -> Balancer:
+def balancer_for(
+    method: str, tensions: Tensions | None = None, reserved_share: float | None = None
+) -> Balancer:
     """The fixed-mode `Balancer` of a method: its tuned tensions (or ``tensions``), peak keeping and
-    reserved share."""
-    share = RESERVED_SHARE.get(method, 0.0)
+    reserved share (or ``reserved_share``; it acts only where the scores carry a reserved score)."""
+    share = RESERVED_SHARE.get(method, 0.0) if reserved_share is None else reserved_share
     return Balancer(tensions_for(method, tensions), keep_peaks=method in KEEP_PEAKS, reserved_share=share)
 
 
@@ -288,15 +290,17 @@ def compress_file(
     *,
     method: str = "fast",
     tensions: Tensions | None = None,
+    balancer: Balancer | None = None,
     max_words: int = MAX_DIALOGUE_WORDS,
     on_error: Callable[[str], None] | None = None,
 ) -> tuple[int, list[str]]:
     """Compress every dialogue of ``input_path`` into ``output_path`` (JSONL), the ``arrcoc compress`` lines.
 
     With ``allocation=None`` nothing is dropped and the lines are ``arrcoc score`` records
-    (every word with each scorer's score). Returns ``(records written, error messages)``.
+    (every word with each scorer's score). ``balancer`` replaces the method's (`balancer_for`).
+    Returns ``(records written, error messages)``.
     """
-    relevance, balancer = resolve_model(model), balancer_for(method, tensions)
+    relevance, balancer = resolve_model(model), balancer or balancer_for(method, tensions)
 
     def handle(item: InputDialogue) -> dict[str, Any]:
         result = realize(item.messages, relevance.score(item.messages, method), balancer, allocation, item.id)

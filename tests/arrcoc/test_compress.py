@@ -169,6 +169,23 @@ def test_reserved_share_serves_the_reserved_ranking_in_every_budget(monkeypatch,
         ac.realize(DIALOGUE, scores, ac.balancer_for("hybrid"), None)
 
 
+def test_cli_reserved_share_option(tmp_path, patched_model):
+    src = _write_lines(tmp_path / "in.jsonl", [json.dumps({"id": "a", "messages": DIALOGUE})])
+
+    def kept(*share):
+        out = tmp_path / "out.jsonl"
+        args = ["compress", str(src), "--output", str(out), "--method", "hybrid", "--budget", "4", *share]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return {t["text"] for t in json.loads(out.read_text())["tokens"] if t["kept"]}
+
+    assert {"I", "a"} <= kept("--reserved-share", "0.5")  # the reserved score (minus length) served
+    assert not {"I", "a"} & kept("--reserved-share", "0")
+    assert kept() == kept("--reserved-share", "0.5")  # the default: hybrid's tuned share
+    bad = CliRunner().invoke(app, ["score", str(src), "-o", str(tmp_path / "o"), "--reserved-share", "1.5"])
+    assert bad.exit_code == 2 and "reserved_share must be in [0, 1]" in bad.output, bad.output
+
+
 def test_method_tensions_and_the_cli_tension_option(tmp_path, patched_model):
     from arrcoc.compress import METHOD_TENSIONS, tensions_for
 
