@@ -16,9 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from worldmodel.checkpoint import CheckpointError, atomic_write_json
+from worldmodel.checkpoint import CheckpointError
 from worldmodel.config import ConfigError, resolve_config
 from worldmodel.vmc.iterative import IterateConfig, iterate_vmc, split_overrides
 
@@ -34,11 +33,10 @@ def main() -> None:
     mine, theirs = split_overrides(args.overrides)
     try:
         icfg = resolve_config(IterateConfig, mine)
-        summary = iterate_vmc(args.source, args.logdir, icfg, theirs)
+        command = " ".join(["python scripts/vmc_iterate.py", *sys.argv[1:]])
+        summary = iterate_vmc(args.source, args.logdir, icfg, theirs, command=command)
     except (CheckpointError, ConfigError, ValueError) as err:
         sys.exit(f"vmc_iterate: {err}")
-    summary = {"command": " ".join(["python scripts/vmc_iterate.py", *sys.argv[1:]]), **summary}
-    atomic_write_json(Path(args.logdir) / "summary.json", summary)
     print(json.dumps(summary, indent=1))
 
 

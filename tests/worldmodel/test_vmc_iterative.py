@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -83,9 +84,10 @@ def test_vmc_safetensors_holds_the_best_iteration(tmp_path, monkeypatch, one_thr
     means = iter([4.0, 9.0, 6.0])  # iteration 1 is the best
     monkeypatch.setattr(it, "evaluate_real", lambda *a, **k: [next(means)])
     icfg = it.IterateConfig(iterations=2, iter_episodes=1, iter_mdn_epochs=1)
-    summary = it.iterate_vmc(src, tmp_path / "it", icfg, ["dream.sigma0=0.5"], env=FakeEnv())
+    summary = it.iterate_vmc(src, tmp_path / "it", icfg, ["dream.sigma0=0.5"], env=FakeEnv(), command="c")
     assert [r["best_so_far"] for r in summary["iterations"]] == [True, True, False]
     assert summary["best"] == {"iteration": 1, "real_return": {"mean": 9.0, "std": 0.0, "n": 1}}
+    assert json.loads((tmp_path / "it" / "summary.json").read_text())["command"] == "c"
     best, meta = load_checkpoint(tmp_path / "it" / "vmc.safetensors")
     last, _ = load_checkpoint(tmp_path / "it" / "last.safetensors")
     source, _ = load_checkpoint(src / "vmc.safetensors")

@@ -171,11 +171,13 @@ def iterate_vmc(
     icfg: IterateConfig,
     overrides: Sequence[str] = (),
     env: Any = None,
+    command: str = "",
 ) -> dict[str, Any]:
     """Run the iterative procedure from the run at ``source`` (``overrides``: `VMCConfig`
     ``key=value`` updates of its config, e.g. ``dream.generations``, ``eval_episodes``). Writes
     ``iter<k>.npz``, ``vmc.safetensors`` (best), ``last.safetensors`` and ``summary.json`` (after
-    every iteration) to ``logdir``; returns the summary. ``env`` defaults to ``make_vmc_env``."""
+    every iteration, with ``command``, so a stopped run keeps it) to ``logdir``; returns the summary.
+    ``env`` defaults to ``make_vmc_env``."""
     logdir = Path(logdir)
     cfg, state, path = load_source(source, overrides)
     torch.set_num_threads(cfg.threads)
@@ -193,6 +195,7 @@ def iterate_vmc(
         extra = [f for f in cfg.extra_data.split(",") if f]
         best, rows = Best(), []
         summary: dict[str, Any] = {
+            "command": command,
             "env": cfg.env,
             "version": package_version(),
             "source": str(path),
