@@ -80,10 +80,11 @@ def realize(
     n = len(words)
     stacked = torch.stack([word_scores.scores[name].float().reshape(n) for name in SCORERS], dim=-1)
     emb = None if word_scores.embeddings is None else word_scores.embeddings[None].float()
-    reserved = None if word_scores.reserved is None else word_scores.reserved.float().reshape(-1)
-    if reserved is not None and len(reserved) != n:
-        raise BalancingError(f"the reserved score has {len(reserved)} values for {n} words")
-    reserved = None if reserved is None else reserved[None]
+    reserved = word_scores.reserved
+    if reserved is not None:
+        if reserved.numel() != n:
+            raise BalancingError(f"the reserved score has {reserved.numel()} values for {n} words")
+        reserved = reserved.float().reshape(1, n)
     with torch.no_grad():
         out = balancer(stacked[None], torch.ones(1, n, dtype=torch.bool), emb, reserved)
     balanced = out.balanced[0]

@@ -18,9 +18,8 @@ The rule, fixed before any test number of the chosen setting, follows issue 6's 
 baseline on J4 and on J2): the setting with the largest *smaller margin* over the best baseline,
 ``min(J4 - max_b J4_b, J2c - max_b J2c_b)`` (ties: the shipped setting, the smaller w, grid order). Writes
 ``benches/results/relevance_dev_hybrid.json``, then exits with status 1 when the choice differs from
-what arrcoc ships (`HYBRID_FAST_WEIGHT`, ``METHOD_TENSIONS["hybrid"]``, ``KEEP_PEAKS``,
-``RESERVED_SHARE``). Uses the
-benchmark's cache (scorer LM, judge, reuse head).
+what arrcoc ships (`HYBRID_FAST_WEIGHT` and `arrcoc.compress.balancer_for("hybrid")`: its tensions,
+peak keeping and reserved share). Uses the benchmark's cache (scorer LM, judge, reuse head).
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ import numpy as np
 from rank_bm25 import BM25Okapi
 
 from arrcoc.balancing import Balancer, Tensions
-from arrcoc.compress import KEEP_PEAKS, RESERVED_SHARE, realize, tensions_for
+from arrcoc.compress import balancer_for, realize
 from arrcoc.knowing import HYBRID_FAST_WEIGHT, WordScores, hybrid_coupling
 from arrcoc.words import validate_messages
 from benches.relevance.budget import budget_for, compress, select_top
@@ -86,9 +85,9 @@ def choose(margin: dict[Setting, float], shipped: Setting) -> Setting:
 
 
 def shipped_setting() -> Setting:
-    t = tensions_for("hybrid")
-    peaks, share = "hybrid" in KEEP_PEAKS, RESERVED_SHARE.get("hybrid", 0.0)
-    return (HYBRID_FAST_WEIGHT, t.compress_particularize, t.focus_diversify, peaks, share)
+    b = balancer_for("hybrid")
+    t = b.tensions
+    return (HYBRID_FAST_WEIGHT, t.compress_particularize, t.focus_diversify, b.keep_peaks, b.reserved_share)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -145,7 +145,7 @@ class ReuseMethod(WorldModelMethod):
 
     def fit(self, bench: Any) -> None:
         """Load the head cached for this world model, or train it (half A + J4 train pool) and cache it."""
-        from arrcoc.compress import KEEP_PEAKS, RESERVED_SHARE, tensions_for
+        from arrcoc.compress import balancer_for
         from arrcoc.future_reuse import FutureReuse, ReuseError, fit_reuse, reuse_dataset
         from arrcoc.knowing import WorldModelScorer
 
@@ -168,9 +168,9 @@ class ReuseMethod(WorldModelMethod):
         self.relevance = scorer
         mix = ""  # a new mixing weight or tuned tensions: re-run
         if self.method == "hybrid":
-            t = tensions_for(self.method)
+            b = balancer_for(self.method)
+            t = b.tensions
             dials = f"{t.compress_particularize}-{t.exploit_explore}-{t.focus_diversify}"
-            mix = f"-w{scorer.hybrid_fast_weight}-t{dials}" + ("-peaks" if self.method in KEEP_PEAKS else "")
-            share = RESERVED_SHARE.get(self.method, 0.0)
-            mix += f"-r{share}" if share else ""  # unchanged for share 0: earlier results stay valid
+            mix = f"-w{scorer.hybrid_fast_weight}-t{dials}" + ("-peaks" if b.keep_peaks else "")
+            mix += f"-r{b.reserved_share}" if b.reserved_share else ""  # share 0: earlier results stay valid
         self.fingerprint = f"{self.fingerprint}-{model_fingerprint(head)}{mix}"
