@@ -26,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from worldmodel import ActionSpec, Agent, dreamer_config
 from worldmodel.checkpoint import atomic_write_json
+from worldmodel.run import keep_freed_memory
 
 RESULTS = Path(__file__).resolve().parent / "results" / "worldmodel.json"
 OBS_DIM, ACTIONS = 4, 2
@@ -95,6 +96,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="config overrides key=value for every size")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as the training runner does
     peak = matmul_gflops()
     rows = []
     for size in args.sizes:

@@ -113,12 +113,15 @@ class RSSM(nn.Module):
         """One-hot sample with straight-through gradients.
 
         ``logits [..., S, C]`` are normalised log-probabilities (as the RSSM stores them);
-        returns ``[..., S, C]``. Sampling is by inverse CDF (one uniform per latent).
+        returns ``[..., S, C]``. Sampling is by inverse CDF (one uniform per latent): the
+        class is the number of CDF entries below the uniform, found by binary search and
+        written straight into a float one-hot (no bool or int64 temporaries: this runs
+        once per imagined step on ``[N, S, C]``).
         """
         probs = logits.exp()
         u = torch.rand(probs.shape[:-1], device=probs.device, dtype=probs.dtype).unsqueeze(-1)
-        index = (probs.cumsum(-1) < u).sum(-1).clamp(max=probs.shape[-1] - 1)
-        onehot = F.one_hot(index, probs.shape[-1]).to(probs.dtype)
+        index = torch.searchsorted(probs.cumsum(-1), u).clamp_(max=probs.shape[-1] - 1)
+        onehot = torch.zeros_like(probs).scatter_(-1, index, 1.0)
         if probs.requires_grad:
             onehot = onehot + probs - probs.detach()
         return onehot

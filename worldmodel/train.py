@@ -32,7 +32,15 @@ from worldmodel.checkpoint import check_config_compatible, load_checkpoint, save
 from worldmodel.config import ConfigError, config_from_dict, config_to_dict, resolve_config
 from worldmodel.envs import EnvBatch
 from worldmodel.presets import DreamerConfig, dreamer_config
-from worldmodel.run import RunDir, package_version, progress, rng_state, seed_everything, set_rng_state
+from worldmodel.run import (
+    RunDir,
+    keep_freed_memory,
+    package_version,
+    progress,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 
 CHECKPOINT = "checkpoints/latest.safetensors"
 # Run settings that may change between a run and its resumption without changing results.
@@ -218,6 +226,7 @@ def train(run_cfg: RunConfig, agent_cfg: DreamerConfig, logdir: str | Path) -> d
     config = full_config(run_cfg, agent_cfg)
     saved, counters = _restore(logdir, config)
     torch.set_num_threads(run_cfg.threads)
+    keep_freed_memory()
     seed_everything(run_cfg.seed)
     # A resumed run starts new episodes with fresh seeds; its first rows are is_first.
     envs = make_envs(run_cfg, seed=run_cfg.seed + counters["env_steps"])

@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from worldmodel.agent import Agent
 from worldmodel.checkpoint import atomic_write_json
-from worldmodel.run import read_metrics
+from worldmodel.run import keep_freed_memory, read_metrics
 from worldmodel.train import build_configs, make_envs, obs_shapes, train
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -91,6 +91,7 @@ def run_ours(
 def update_flops(threads: int) -> tuple[int, float]:
     """FLOPs of one xs update (batch 16 x 64, CartPole shapes) and its measured time (s)."""
     torch.set_num_threads(threads)
+    keep_freed_memory()  # as the training runner does
     run_cfg, agent_cfg = build_configs(["batch_size=16", "batch_length=64"], size="xs")
     with make_envs(run_cfg) as envs:
         agent = Agent(obs_shapes(envs), envs.action_space, agent_cfg)

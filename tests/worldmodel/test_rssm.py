@@ -110,6 +110,24 @@ def test_straight_through_sample():
     assert torch.allclose(draws, probs[0], atol=0.02)
 
 
+def test_sample_is_the_inverse_cdf_class_of_one_uniform_per_latent():
+    logits = torch.randn(256, 8, 5).log_softmax(-1)
+    torch.manual_seed(3)
+    sample = RSSM.sample(logits)
+    torch.manual_seed(3)
+    u = torch.rand(256, 8, 1)
+    # reference: the first class whose cumulative probability reaches u (the last class if
+    # rounding leaves the CDF just below u)
+    expected = (logits.exp().cumsum(-1) < u).sum(-1).clamp(max=4)
+    assert sample.dtype == logits.dtype
+    assert torch.equal(sample, torch.nn.functional.one_hot(expected, 5).float())
+    # a CDF that ends below u (as rounding can leave it) yields the last class, never an empty row
+    short = torch.log(torch.tensor([0.3, 0.3])).expand(4000, 1, 2)
+    drawn = RSSM.sample(short)
+    assert torch.equal(drawn.sum(-1), torch.ones(4000, 1))
+    assert abs(drawn[:, 0, 1].mean().item() - 0.7) < 0.03
+
+
 def test_block_gru_rejects_bad_blocks_and_keeps_blocks_separate():
     with pytest.raises(ValueError, match="divisible"):
         BlockGRU(4, 10, blocks=4)
