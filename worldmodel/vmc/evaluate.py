@@ -24,7 +24,7 @@ from worldmodel.run import package_version
 from worldmodel.vmc.controller import LinearController
 from worldmodel.vmc.envs import make_vmc_env
 from worldmodel.vmc.mdn_rnn import MDNRNN
-from worldmodel.vmc.pipeline import PAPER, VMCConfig, _stats, evaluate_real
+from worldmodel.vmc.pipeline import PAPER, VMCConfig, evaluate_real, return_stats
 from worldmodel.vmc.vae import ConvVAE
 
 HELDOUT_SEED_OFFSET = 20_000  # random rollouts use seeds < 3,000, evaluation 10,000+, on-policy 100,000+
@@ -113,8 +113,8 @@ def evaluate_run(
         "source": str(run.path),
         "config": config_to_dict(run.cfg),
         "seeds": {"first": seeds[1], "count": episodes},
-        "real_return": _stats(controller),
-        "random_policy": _stats(random),
+        "real_return": return_stats(controller),
+        "random_policy": return_stats(random),
         "ci95": {"controller": mean_ci(controller), "controller_minus_random": mean_ci(diff)},
         "returns": {"controller": controller, "random_policy": random},
         "paper": PAPER.get(run.cfg.env, ""),

@@ -45,10 +45,10 @@ from worldmodel.vmc.pipeline import (
     EVAL_SEED_OFFSET,
     PAPER,
     VMCConfig,
-    _stats,
     encode_episodes,
     evaluate_real,
     evolve_c,
+    return_stats,
     sequence_chunks,
     train_mdn,
 )
@@ -231,7 +231,7 @@ def iterate_vmc(
                 row["rollouts"] = str(npz)
                 row["episodes_added"] = len(new)
                 row["frames_added"] = int(sum(len(ep["frames"]) for ep in new))
-                row["on_policy_return"] = _stats([float(ep["rewards"].sum()) for ep in new])
+                row["on_policy_return"] = return_stats([float(ep["rewards"].sum()) for ep in new])
                 latents += encode_episodes(vae, new)
                 data += _without_frames(new)
                 tick("1_collect")
@@ -260,7 +260,7 @@ def iterate_vmc(
             real = evaluate_real(
                 env, vae, mdn, controller, params, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET
             )
-            row["real_return"] = _stats(real)
+            row["real_return"] = return_stats(real)
             row["best_so_far"] = best.update(k, row["real_return"]["mean"], mdn.state_dict(), params)
             tick("4_eval")
             row["seconds"]["total"] = round(sum(row["seconds"].values()), 1)

@@ -267,7 +267,8 @@ def evolve_c(
     return torch.as_tensor(found, dtype=torch.float32), summary
 
 
-def _stats(values: list[float]) -> dict[str, float]:
+def return_stats(values: list[float]) -> dict[str, float]:
+    """Mean, population std and count of episode returns (the summaries' ``*_return`` entries)."""
     return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
 
 
@@ -322,7 +323,7 @@ def run_vmc(cfg: VMCConfig, logdir: str | Path, env: Any = None) -> dict[str, An
         "data": {
             "episodes": len(data),
             "frames": int(sum(len(ep["frames"]) for ep in data)),
-            "random_rollout_return": _stats([float(ep["rewards"].sum()) for ep in data]),
+            "random_rollout_return": return_stats([float(ep["rewards"].sum()) for ep in data]),
         },
         "seconds": {**seconds, "total": round(sum(seconds.values()), 1)},
         "threads": cfg.threads,
@@ -330,7 +331,7 @@ def run_vmc(cfg: VMCConfig, logdir: str | Path, env: Any = None) -> dict[str, An
         "mdn": mdn_history[-1] if mdn_history else {"loaded": cfg.mdn_init},
         "dream_return": {"controller": float(final_dream[0]), "zero_controller": float(zero_dream[0])},
         "cmaes": cmaes,
-        "real_return": {"controller": _stats(real), "random_policy": _stats(random)},
+        "real_return": {"controller": return_stats(real), "random_policy": return_stats(random)},
         "paper": PAPER.get(cfg.env, ""),
     }
     atomic_write_json(logdir / "summary.json", summary)
