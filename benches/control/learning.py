@@ -60,8 +60,9 @@ def _slug(env: str) -> str:
 
 
 def run_seed(env: str, steps: int, seed: int, size: str | None, train_ratio: float | None, eval_every: int,
-             overrides: list[str], logdir: Path) -> dict[str, Any]:
-    """Train one seed; its eval curve and speed, also written as JSON to benches/results."""
+             overrides: list[str], logdir: Path, write: bool = True) -> dict[str, Any]:
+    """Train one seed; its eval curve and speed, also written as JSON to benches/results
+    unless ``write`` is False."""
     recommended = RECOMMENDED.get(env, {})
     run_cfg, agent_cfg = build_configs(
         # Checkpoints at every eval, so an interrupted seed resumes from its last eval
@@ -92,7 +93,8 @@ def run_seed(env: str, steps: int, seed: int, size: str | None, train_ratio: flo
         "train_episodes": [(r["step"], r["episode/return"]) for r in rows if "episode/return" in r],
         "config": {"run": config_to_dict(run_cfg), "agent": config_to_dict(agent_cfg)},
     }
-    atomic_write_json(RESULTS / f"control_{_slug(env)}_seed{seed}.json", out)
+    if write:
+        atomic_write_json(RESULTS / f"control_{_slug(env)}_seed{seed}.json", out)
     return out
 
 

@@ -1,0 +1,199 @@
+"""Wall-clock time to a return target against sheeprl, in one invocation.
+
+    python -m benches.control.race --target 475 --factor 5
+
+Issue #7's goal: at least ``factor``x less wall-clock time than sheeprl 0.8.4 DreamerV3 to
+reach CartPole-v1 ``target`` with this project's recommended preset. One process runs,
+one after the other and at the same thread count:
+
+1. this project's runner with the recommended preset (`learning.RECOMMENDED`, ``tiny``)
+   for up to ``--steps`` env steps, greedy evaluations every ``--eval-every`` steps and a
+   metrics row every ``--log-every`` steps;
+2. sheeprl DreamerV3-XS with the settings of ../shared/docs/environment.md (batch 16 x 64,
+   ``replay_ratio`` 0.5, 512 learning starts), stopped once it reaches the target or once
+   its wall-clock budget, ``factor`` times our time plus ``--startup`` seconds for its
+   imports, has passed.
+
+Both are judged on the one metric both tools log: the mean return of the *training*
+episodes that ended since the previous log point (sheeprl's ``Rewards/rew_avg``; our
+``episode/return`` rows), first >= target. Our greedy-evaluation time to the target is
+reported beside it. Our time is the runner's training clock (`learning.training_clock`:
+random prefill, updates and evaluations included, the process's imports not); sheeprl's
+runs from its launch. If sheeprl has not reached the target within its budget, the
+speed-up is *more than* ``factor`` (a lower bound, ``speedup_at_least``).
+Writes ``benches/results/control_race.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benches.control.learning import RESULTS, first_reach, run_seed, training_clock
+from worldmodel.checkpoint import atomic_write_json
+from worldmodel.run import read_metrics
+
+ENV = "gym:CartPole-v1"
+SHEEPRL_SETTINGS = {"algo": "dreamer_v3_XS", "batch": "16x64", "replay_ratio": 0.5, "learning_starts": 512}
+
+
+def window_means(episodes: list[tuple[int, float]], points: list[int]) -> list[tuple[int, float]]:
+    """Mean return of the episodes that ended in ``(previous point, point]``, per log point.
+
+    ``episodes`` are ``(env step at its end, return)``; points without an ended episode
+    are left out.
+
+    >>> window_means([(10, 1.0), (20, 3.0), (35, 5.0)], [20, 30, 40])
+    [(20, 2.0), (40, 5.0)]
+    """
+    out, previous = [], 0
+    for point in points:
+        done = [ret for step, ret in episodes if previous < step <= point]
+        if done:
+            out.append((point, sum(done) / len(done)))
+        previous = point
+    return out
+
+
+def ours_to_target(target: float, steps: int, eval_every: int, log_every: int, threads: int,
+                   logdir: Path) -> dict[str, Any]:
+    """Our recommended preset until ``steps``; its times to the target by both criteria."""
+    run = run_seed(ENV, steps, 0, None, None, eval_every,
+                   [f"run.log_every={log_every}", f"run.threads={threads}"], logdir, write=False)
+    rows = read_metrics(logdir)
+    clock = training_clock(rows)
+    train_curve = window_means(
+        [(r["step"], r["episode/return"]) for r in rows if "episode/return" in r], sorted(clock)
+    )
+    train_step = first_reach(train_curve, target)
+    eval_step = first_reach(run["eval_curve"], target)
+    return {
+        "size": run["config"]["run"]["size"], "train_curve": train_curve, "eval_curve": run["eval_curve"],
+        "train_episodes_step_to_target": train_step,
+        "train_episodes_s_to_target": None if train_step is None else round(clock[train_step], 1),
+        "greedy_eval_step_to_target": eval_step,
+        "greedy_eval_s_to_target": (
+            None if eval_step is None else round(dict(run["eval_wall_s"])[eval_step], 1)
+        ),
+        "updates_per_s": run["updates_per_s"],
+    }
+
+
+def sheeprl_command(sheeprl: str, steps: int, log_every: int) -> list[str]:
+    """sheeprl DreamerV3-XS on CartPole-v1 as in ../shared/docs/environment.md."""
+    return [
+        sheeprl, "exp=dreamer_v3", "env=gym", "env.id=CartPole-v1", f"algo={SHEEPRL_SETTINGS['algo']}",
+        "algo.cnn_keys.encoder=[]", "algo.cnn_keys.decoder=[]", "algo.mlp_keys.encoder=[state]",
+        "algo.mlp_keys.decoder=[state]", f"algo.total_steps={steps}",
+        f"algo.learning_starts={SHEEPRL_SETTINGS['learning_starts']}", "algo.per_rank_batch_size=16",
+        "algo.per_rank_sequence_length=64", f"algo.replay_ratio={SHEEPRL_SETTINGS['replay_ratio']}",
+        "algo.run_test=False", "env.num_envs=1", "env.capture_video=False", "env.sync_env=True",
+        f"buffer.size={steps}", "buffer.checkpoint=False", f"checkpoint.every={10 * steps}",
+        "checkpoint.save_last=False", f"metric.log_every={log_every}", "+metric.logger.flush_secs=5",
+        "fabric.accelerator=cpu", "seed=0",
+    ]
+
+
+def read_rewards(workdir: Path, launched: float) -> list[tuple[int, float, float]]:
+    """sheeprl's ``(env step, seconds since launch, Rewards/rew_avg)`` log points."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = sorted(workdir.glob("logs/runs/**/events.out.tfevents.*"))
+    if not files:
+        return []
+    acc = EventAccumulator(str(files[-1]))
+    acc.Reload()
+    if "Rewards/rew_avg" not in acc.Tags().get("scalars", []):
+        return []
+    return [(e.step, e.wall_time - launched, e.value) for e in acc.Scalars("Rewards/rew_avg")]
+
+
+def sheeprl_to_target(sheeprl: str, target: float, budget_s: float, steps: int, log_every: int,
+                      threads: int, workdir: Path, poll_s: float = 5.0) -> dict[str, Any]:
+    """Run sheeprl until its training episodes reach ``target`` or ``budget_s`` has passed
+    (checked every ``poll_s`` seconds; a run stopped at the budget gets SIGINT)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    log = workdir / "sheeprl.log"  # a file, not a pipe: a full pipe would stall sheeprl
+    launched = time.time()
+    with log.open("w") as sink:
+        proc = subprocess.Popen(sheeprl_command(sheeprl, steps, log_every), cwd=workdir, env=env,
+                                stdout=sink, stderr=subprocess.STDOUT)
+    reached = None
+    while proc.poll() is None and time.time() - launched < budget_s and reached is None:
+        time.sleep(poll_s)
+        reached = next((p for p in read_rewards(workdir, launched) if p[2] >= target), None)
+    stopped = proc.poll() is None
+    if stopped:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    elif proc.returncode != 0:
+        raise RuntimeError(f"sheeprl failed ({proc.returncode}): {log.read_text()[-2000:]}")
+    points = read_rewards(workdir, launched)
+    reached = next((p for p in points if p[2] >= target and p[1] <= budget_s), None)
+    return {
+        "settings": SHEEPRL_SETTINGS, "budget_s": round(budget_s, 1), "stopped": stopped,
+        "rewards": [(s, round(t, 1), round(v, 2)) for s, t, v in points],
+        "s_to_target": None if reached is None else round(reached[1], 1),
+        "step_to_target": None if reached is None else reached[0],
+        "max_rew_avg": max((v for _, _, v in points), default=None),
+        "last_step": points[-1][0] if points else None,
+    }
+
+
+def verdict(t_ours: float, peer: dict[str, Any], factor: float, startup: float) -> dict[str, Any]:
+    """``speedup`` (sheeprl's seconds over ours) when sheeprl reached the target; otherwise
+    ``speedup_at_least``, its budget less the start-up allowance over our time; ``goal_met``.
+
+    >>> verdict(100.0, {"s_to_target": 800.0, "budget_s": 560.0}, 5, 60)
+    {'speedup': 8.0, 'speedup_at_least': None, 'goal_met': True}
+    >>> verdict(100.0, {"s_to_target": None, "budget_s": 560.0}, 5, 60)
+    {'speedup': None, 'speedup_at_least': 5.0, 'goal_met': True}
+    """
+    if peer["s_to_target"] is not None:
+        speedup = round(peer["s_to_target"] / t_ours, 2)
+        return {"speedup": speedup, "speedup_at_least": None, "goal_met": speedup >= factor}
+    bound = round((peer["budget_s"] - startup) / t_ours, 2)
+    return {"speedup": None, "speedup_at_least": bound, "goal_met": bound >= factor}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", type=float, default=475.0)
+    parser.add_argument("--factor", type=float, default=5.0, help="sheeprl's budget in multiples of our time")
+    parser.add_argument("--startup", type=float, default=60.0, help="seconds added to sheeprl's budget")
+    parser.add_argument("--steps", type=int, default=10_000, help="our env steps (sheeprl: 5x)")
+    parser.add_argument("--eval-every", type=int, default=1_000)
+    parser.add_argument("--log-every", type=int, default=500, help="env steps between log points (both)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--sheeprl", default=os.environ.get("SHEEPRL", "/tmp/venv_sheep/bin/sheeprl"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = ours_to_target(args.target, args.steps, args.eval_every, args.log_every, args.threads,
+                              Path(tmp) / "ours")
+        if ours["train_episodes_s_to_target"] is None:
+            raise SystemExit(f"our run did not reach {args.target} in {args.steps} env steps: "
+                             f"{ours['train_curve']}")
+        budget = args.factor * ours["train_episodes_s_to_target"] + args.startup
+        peer = sheeprl_to_target(args.sheeprl, args.target, budget, 5 * args.steps, args.log_every,
+                                 args.threads, Path(tmp))
+    out = {
+        "env": ENV, "target": args.target, "factor": args.factor, "threads": args.threads,
+        "startup_allowance_s": args.startup, "ours": ours, "sheeprl": peer,
+        **verdict(ours["train_episodes_s_to_target"], peer, args.factor, args.startup),
+    }
+    atomic_write_json(RESULTS / "control_race.json", out)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
