@@ -161,23 +161,30 @@ class ActorCritic(nn.Module):
         one-hot or clipped to [-1, 1]), ``sample [N, H, A]`` (the actor's raw samples, for
         the log-probabilities: unclipped for continuous actions, equal to ``action`` for
         discrete ones), ``reward``/``cont`` ``[N, H+1]`` (index 0: ``reward`` is 0 and
-        ``cont`` is ``start_cont [N]``, the data's 1 - is_terminal).
+        ``cont`` is ``start_cont [N]``, the data's 1 - is_terminal), and ``actor_out [N, H,
+        A or 2A]``, the actor's outputs on ``feat[:, :-1]`` with their graph to the actor's
+        weights, which `loss` reuses instead of running the actor on every state again.
         """
         samples: list[Tensor] = []
+        outs: list[Tensor] = []
 
         def policy(feat: Tensor) -> Tensor:
-            raw = self.actor.dist(feat).sample()
+            with torch.enable_grad():  # feat carries no gradient; only the actor's weights do
+                outs.append(self.actor.mlp(feat))
+            raw = self.actor.dist_from(outs[-1].detach()).sample()
             action = self.actor.to_action(raw)
             samples.append(action if self.actor.spec.discrete else raw)
             return action
 
         states, actions = wm.rssm.imagine(dict(start), policy, horizon)
+        with torch.enable_grad():
+            actor_out = torch.stack(outs, 1)
         feat = wm.rssm.feat(states)
         # Heads run on all H+1 steps and are sliced after: cheaper than copying feat[:, 1:].
         reward = F.pad(wm.reward.mean(feat)[:, 1:], (1, 0))  # no reward is predicted for the start
         cont = torch.cat([start_cont.unsqueeze(1).to(feat.dtype), wm.cont.prob(feat)[:, 1:]], 1)
         return {"feat": feat, "action": actions, "sample": torch.stack(samples, 1), "reward": reward,
-                "cont": cont}
+                "cont": cont, "actor_out": actor_out}
 
     def loss(
         self, traj: Mapping[str, Tensor], replay: Mapping[str, Tensor] | None = None
@@ -185,7 +192,8 @@ class ActorCritic(nn.Module):
         """Actor and critic losses (scalars) on an imagined trajectory from `imagine`.
 
         The actor's log-probabilities use ``traj["sample"]`` (the unclipped samples) when
-        present, else ``traj["action"]``.
+        present, else ``traj["action"]``, under the outputs ``traj["actor_out"]`` when present,
+        else the actor run on ``feat[:, :-1]``.
 
         With ``replay`` (``feat [B, T, F]``, ``reward``, ``is_terminal``, ``is_last``
         ``[B, T]``, where the trajectory started from all B*T states in order) and
@@ -202,7 +210,8 @@ class ActorCritic(nn.Module):
             self.retnorm.update(ret)
             adv = (ret - value[:, :-1]) / self.retnorm.scale()
             slow_target = self.slow_critic.mean(feat)[:, :-1]
-        dist = self.actor.dist_from(self.actor.mlp(feat)[:, :-1])
+        out = traj["actor_out"] if "actor_out" in traj else self.actor.mlp(feat)[:, :-1]
+        dist = self.actor.dist_from(out)
         logp = self.actor.log_prob(dist, traj.get("sample", traj["action"]))
         entropy = dist.entropy()
         actor_loss = -(weight * (logp * adv + cfg.entropy * entropy)).mean()

@@ -1,5 +1,7 @@
 """Actor-critic in imagination: action specs, no world-model gradient, learning on a toy model."""
 
+import copy
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -89,6 +91,24 @@ def test_actor_and_critic_losses_send_no_gradient_into_the_world_model():
     assert all(p.grad is not None for p in ac.actor.parameters())
     assert ac.critic.mlp[-1].weight.grad.abs().sum() > 0
     assert all(np.isfinite(v) for v in metrics.values())
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+def test_loss_reusing_the_imagined_actor_outputs_equals_running_the_actor_again(discrete):
+    torch.manual_seed(0)
+    wm = WorldModel({"vector": (3,)}, 2, TINY, LossConfig())
+    ac = ActorCritic(wm.rssm.feat_dim, ActionSpec(discrete, 2), TINY, BehaviorConfig(horizon=4))
+    twin = copy.deepcopy(ac)  # same weights and return normaliser state
+    start = wm.rssm.initial_state(6)
+    traj = ac.imagine(wm, start, torch.ones(6), ac.horizon(0))
+    assert traj["actor_out"].shape == (6, 4, 2 if discrete else 4) and traj["actor_out"].requires_grad
+    reused, _, _ = ac.loss(traj)
+    again, _, _ = twin.loss({k: v for k, v in traj.items() if k != "actor_out"})
+    reused.backward()
+    again.backward()
+    assert reused.item() == pytest.approx(again.item(), rel=1e-6)
+    for p, q in zip(ac.actor.parameters(), twin.actor.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-5, atol=1e-7)
 
 
 class ToyModel(nn.Module):
