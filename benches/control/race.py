@@ -154,7 +154,7 @@ def verdict(t_ours: float, peer: dict[str, Any], factor: float, startup: float) 
     """``speedup`` (sheeprl's seconds over ours) when sheeprl reached the target; otherwise
     ``speedup_at_least``, its budget less the start-up allowance over our time; ``goal_met``.
 
-    >>> verdict(100.0, {"s_to_target": 800.0, "budget_s": 560.0}, 5, 60)
+    >>> verdict(100.0, {"s_to_target": 800.0, "budget_s": 1060.0}, 5, 60)
     {'speedup': 8.0, 'speedup_at_least': None, 'goal_met': True}
     >>> verdict(100.0, {"s_to_target": None, "budget_s": 560.0}, 5, 60)
     {'speedup': None, 'speedup_at_least': 5.0, 'goal_met': True}
