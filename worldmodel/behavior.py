@@ -18,7 +18,9 @@ the large negative advantages of an early critic (negative rewards, value ~ 0) t
 pushed the std to ``max_std`` and kept the actor from learning (Pendulum-v1).
 
 The world model only ever runs under ``torch.no_grad`` here and the actor/critic see
-detached features, so no gradient from these losses reaches the world model.
+detached features, so no gradient from these losses reaches the world model. The actor's
+outputs computed while imagining keep their graph (to the actor's weights only) and the
+actor loss reuses them rather than running the actor over all imagined states again.
 """
 
 from __future__ import annotations
@@ -155,7 +157,9 @@ class ActorCritic(nn.Module):
 
     @torch.no_grad()
     def imagine(self, wm: nn.Module, start: Mapping[str, Tensor], start_cont: Tensor, horizon: int) -> dict:
-        """Imagine from ``start`` states ``[N, ...]`` with the actor; no gradients.
+        """Imagine from ``start`` states ``[N, ...]`` with the actor. No gradient reaches the
+        world model; only ``actor_out`` keeps a graph, to the actor's weights, so a trajectory
+        serves one `loss` and backward pass before the actor's next optimiser step.
 
         Returns ``feat [N, H+1, F]``, ``action [N, H, A]`` (what the world model was fed:
         one-hot or clipped to [-1, 1]), ``sample [N, H, A]`` (the actor's raw samples, for

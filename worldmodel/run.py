@@ -53,14 +53,16 @@ def keep_freed_memory() -> bool:
     on free, so the large tensors of a Dreamer update (the imagined features ``[N, H+1, F]``,
     the latents ``[N, H+1, S, C]``) are page-faulted in anew on every update. Serving them
     from the heap and never trimming it made an ``xs`` update ~7% faster on the project's
-    CPU (docs/worldmodel.md, "Speed"). Process-wide and idempotent; the training runner and
-    the speed benchmarks call it. Returns False (and changes nothing) without glibc.
+    CPU (docs/worldmodel.md, "Speed"). Process-wide, for the rest of the process (its resident
+    memory then stays at its high-water mark) and idempotent; the training runner calls it
+    unless ``run.keep_memory=false``, and so do the speed benchmarks. Returns False (and
+    changes nothing) without glibc.
     """
     try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # no glibc (macOS, Windows, musl)
         return False
-    return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def rng_state() -> dict[str, Any]:

@@ -46,6 +46,7 @@ CHECKPOINT = "checkpoints/latest.safetensors"
 # Run settings that may change between a run and its resumption without changing results.
 RESUMABLE_KEYS = (
     "run.steps", "run.log_every", "run.checkpoint_every", "run.parallel", "run.threads", "run.eval_",
+    "run.keep_memory",
 )
 EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes never reuse a training seed
 
@@ -71,6 +72,7 @@ class RunConfig:
     time_limit: int = 0  # 0 = the suite's default
     life_loss: bool = False  # atari: a lost life ends the episode
     threads: int = 1  # torch intra-op threads
+    keep_memory: bool = True  # malloc keeps freed memory for reuse (worldmodel.run.keep_freed_memory)
 
 
 def split_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -218,7 +220,11 @@ def _restore(logdir: Path, config: dict[str, Any]) -> tuple[dict[str, Any] | Non
 
 
 def train(run_cfg: RunConfig, agent_cfg: DreamerConfig, logdir: str | Path) -> dict[str, Any]:
-    """Train (or resume) a run; returns the counters (env steps, updates, episodes, last return)."""
+    """Train (or resume) a run; returns the counters (env steps, updates, episodes, last return).
+
+    With ``run.keep_memory`` (the default) it first tells glibc's malloc to keep freed memory
+    for the rest of the process (`worldmodel.run.keep_freed_memory`).
+    """
     from worldmodel.agent import Agent
     from worldmodel.replay import Replay
 
@@ -226,7 +232,8 @@ def train(run_cfg: RunConfig, agent_cfg: DreamerConfig, logdir: str | Path) -> d
     config = full_config(run_cfg, agent_cfg)
     saved, counters = _restore(logdir, config)
     torch.set_num_threads(run_cfg.threads)
-    keep_freed_memory()
+    if run_cfg.keep_memory:
+        keep_freed_memory()
     seed_everything(run_cfg.seed)
     # A resumed run starts new episodes with fresh seeds; its first rows are is_first.
     envs = make_envs(run_cfg, seed=run_cfg.seed + counters["env_steps"])

@@ -1,11 +1,13 @@
 import json
+import platform
 import random
 
 import numpy as np
 import torch
 
+from worldmodel import run as run_module
 from worldmodel.checkpoint import load_checkpoint, save_checkpoint
-from worldmodel.run import RunDir, read_metrics, rng_state, seed_everything, set_rng_state
+from worldmodel.run import RunDir, keep_freed_memory, read_metrics, rng_state, seed_everything, set_rng_state
 
 
 def _draw():
@@ -41,3 +43,15 @@ def test_rundir_writes_config_metrics_and_tensorboard(tmp_path):
     rows = read_metrics(tmp_path / "run")
     assert rows == [{"step": 0, "loss": 2.0, "n": 3}, {"step": 10, "loss": 1.0}]
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "run").iterdir())
+
+
+def test_keep_freed_memory_sets_glibc_malloc_options_or_reports_it_cannot(monkeypatch):
+    if platform.libc_ver()[0] == "glibc":
+        assert keep_freed_memory() is True
+        assert keep_freed_memory() is True  # idempotent
+
+    def no_libc(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(run_module.ctypes, "CDLL", no_libc)
+    assert keep_freed_memory() is False
