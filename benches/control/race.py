@@ -140,7 +140,7 @@ def sheeprl_to_target(sheeprl: str, target: float, budget_s: float, steps: int, 
     startup = None
     try:
         while proc.poll() is None:
-            time.sleep(poll_s if startup is not None else min(poll_s, 1.0))
+            time.sleep(poll_s if startup is not None else min(poll_s, 0.25))
             startup = startup if startup is not None else first_episode_seconds(log, launched)
             if startup is None:
                 if time.time() - launched > MAX_STARTUP_S:
@@ -161,7 +161,8 @@ def sheeprl_to_target(sheeprl: str, target: float, budget_s: float, steps: int, 
     if not stopped and proc.returncode != 0:
         raise RuntimeError(f"sheeprl failed ({proc.returncode}): {log.read_text()[-2000:]}")
     startup = startup or 0.0
-    points = [(s, t - startup, v) for s, t, v in read_rewards(workdir, launched)]
+    # the start-up is detected up to one poll late: a first log point may precede it
+    points = [(s, max(0.0, t - startup), v) for s, t, v in read_rewards(workdir, launched)]
     reached = next((p for p in points if p[2] >= target and p[1] <= budget_s), None)
     return {
         "settings": SHEEPRL_SETTINGS, "budget_s": round(budget_s, 1), "startup_s": round(startup, 1),
