@@ -46,12 +46,13 @@ bench-arrcoc: $(STAMP)
 bench-planning: $(STAMP)
 	$(BIN)/python benches/bench_planning.py
 
-# CartPole-v1 learning curves (3 seeds, one after another) and the sheeprl peer
-# (needs sheeprl in its own venv: SHEEPRL=/path/to/bin/sheeprl, see docs/control.md).
+# CartPole-v1 learning curves (3 seeds, one after another), the sheeprl peer and the time-to-475
+# race against it (need sheeprl in its own venv: SHEEPRL=/path/to/bin/sheeprl, see docs/control.md).
 bench-control: $(STAMP)
 	for seed in 0 1 2; do $(BIN)/python -m benches.control.learning run --seed $$seed || exit 1; done
 	$(BIN)/python -m benches.control.learning report
 	$(BIN)/python -m benches.control.peer
+	$(BIN)/python -m benches.control.race
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
