@@ -156,8 +156,12 @@ def compare_with_sheeprl(
     }
 
 
-def report(env: str, target: float, sheeprl_grad_steps_per_s: float | None = None) -> dict[str, Any]:
+def report(env: str, target: float, sheeprl_grad_steps_per_s: float | None = None,
+           target_label: str | None = None) -> dict[str, Any]:
     """Merge the per-seed files of ``env`` into one summary JSON and a plot.
+
+    ``target_label`` names the target's line in the plot (default ``target <value>``), e.g.
+    a published score used as a reference where the issue sets no target.
 
     ``sheeprl_grad_steps_per_s`` replaces the documented sheeprl rate (e.g. one measured
     with ``benches.control.peer``) in the time-to-target comparison.
@@ -186,7 +190,7 @@ def report(env: str, target: float, sheeprl_grad_steps_per_s: float | None = Non
             estimate["grad_steps_per_s"] = sheeprl_grad_steps_per_s
         summary["time_to_target_vs_sheeprl"] = compare_with_sheeprl(seeds, target, estimate)
     atomic_write_json(RESULTS / f"control_{_slug(env)}.json", summary)
-    _plot(env, seeds, target, RESULTS / f"control_{_slug(env)}.png")
+    _plot(env, seeds, target, RESULTS / f"control_{_slug(env)}.png", target_label or f"target {target:g}")
     return summary
 
 
@@ -196,7 +200,7 @@ def _mean_curve(seeds: list[dict[str, Any]]) -> list[tuple[int, float]]:
     return [(step, float(np.mean([dict(s["eval_curve"])[step] for s in seeds]))) for step in shared]
 
 
-def _plot(env: str, seeds: list[dict[str, Any]], target: float, path: Path) -> None:
+def _plot(env: str, seeds: list[dict[str, Any]], target: float, path: Path, label: str) -> None:
     import io
 
     import matplotlib
@@ -210,7 +214,7 @@ def _plot(env: str, seeds: list[dict[str, Any]], target: float, path: Path) -> N
         ax.plot(steps, returns, marker="o", label=f"seed {s['seed']}")
     steps, returns = zip(*_mean_curve(seeds), strict=True)
     ax.plot(steps, returns, color="black", linewidth=2.5, label="mean over seeds")
-    ax.axhline(target, color="gray", linestyle="--", label=f"target {target:g}")
+    ax.axhline(target, color="gray", linestyle="--", label=label)
     ax.set_xlabel("env steps")
     ax.set_ylabel("greedy eval return (5 episodes)")
     ax.set_title(env)
@@ -231,6 +235,7 @@ def main() -> None:
     parser.add_argument("--train-ratio", type=float, default=None)
     parser.add_argument("--eval-every", type=int, default=1_000)
     parser.add_argument("--target", type=float, default=475.0)
+    parser.add_argument("--target-label", default=None, help="the target line's label in the plot")
     parser.add_argument("--logdir", default=None)
     parser.add_argument("--sheeprl-grad-steps-per-s", type=float, default=None,
                         help="report: sheeprl's gradient steps/s (default: the documented 0.65)")
@@ -242,7 +247,7 @@ def main() -> None:
                        args.overrides, logdir)
         print(json.dumps({k: v for k, v in out.items() if k not in ("train_episodes", "config")}))
     else:
-        print(json.dumps(report(args.env, args.target, args.sheeprl_grad_steps_per_s)))
+        print(json.dumps(report(args.env, args.target, args.sheeprl_grad_steps_per_s, args.target_label)))
 
 
 if __name__ == "__main__":
