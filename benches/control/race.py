@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -200,6 +201,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sheeprl", default=os.environ.get("SHEEPRL", "/tmp/venv_sheep/bin/sheeprl"))
     args = parser.parse_args()
+    if shutil.which(args.sheeprl) is None:  # before our run, not after it
+        raise SystemExit(f"sheeprl not found at {args.sheeprl}: install it in its own venv "
+                         "(docs/control.md, 'Benchmarks') or pass --sheeprl / set SHEEPRL")
     with tempfile.TemporaryDirectory() as tmp:
         ours = ours_to_target(args.target, args.steps, args.eval_every, args.log_every, args.threads,
                               Path(tmp) / "ours")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benches.control.race import sheeprl_command, sheeprl_to_target, verdict, window_means
+from benches.control.race import main, sheeprl_command, sheeprl_to_target, verdict, window_means
 
 FAKE_SHEEPRL = """#!{python}
 # Stands in for sheeprl: prints its first episode, logs Rewards/rew_avg at env steps 100, 200, 300,
@@ -68,3 +68,9 @@ def test_sheeprl_is_stopped_at_its_budget_without_reaching_the_target(fake_sheep
     assert [step for step, _, _ in out["rewards"]] == [100, 200, 300]
     # the clock starts at the first finished episode: every log point is within the first seconds
     assert 0 <= out["startup_s"] < 10 and all(t < 3.0 for _, t, _ in out["rewards"])
+
+
+def test_a_missing_sheeprl_is_reported_before_our_run_starts(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "argv", ["race", "--sheeprl", str(tmp_path / "no-sheeprl")])
+    with pytest.raises(SystemExit, match="sheeprl not found"):
+        main()
