@@ -40,31 +40,49 @@ from worldmodel.train import build_configs, make_envs, obs_shapes, train
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
-def run_sheeprl(sheeprl: str, steps: int, learning_starts: int, replay_ratio: float, threads: int,
-                workdir: Path) -> dict[str, Any]:
-    """Run sheeprl DreamerV3-XS on CartPole-v1 and read its TensorBoard scalars."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    command = [
+def sheeprl_command(sheeprl: str, steps: int, learning_starts: int, replay_ratio: float, log_every: int,
+                    threads: int) -> list[str]:
+    """sheeprl DreamerV3-XS on gym CartPole-v1 with vector observations, batch 16 x 64, as in
+    ../shared/docs/environment.md (no checkpoints, a buffer that holds every step)."""
+    return [
         sheeprl, "exp=dreamer_v3", "env=gym", "env.id=CartPole-v1", "algo=dreamer_v3_XS",
         "algo.cnn_keys.encoder=[]", "algo.cnn_keys.decoder=[]", "algo.mlp_keys.encoder=[state]",
         "algo.mlp_keys.decoder=[state]", f"algo.total_steps={steps}",
         f"algo.learning_starts={learning_starts}", "algo.per_rank_batch_size=16",
         "algo.per_rank_sequence_length=64", f"algo.replay_ratio={replay_ratio}", "algo.run_test=False",
-        "env.num_envs=1", "env.capture_video=False", "env.sync_env=True", "buffer.size=10000",
-        "buffer.checkpoint=False", "checkpoint.every=100000", "checkpoint.save_last=False",
-        f"metric.log_every={max(1, (steps - learning_starts) // 2)}", "fabric.accelerator=cpu", "seed=0",
+        "env.num_envs=1", "env.capture_video=False", "env.sync_env=True",
+        f"buffer.size={max(steps, 10_000)}", "buffer.checkpoint=False",
+        f"checkpoint.every={10 * max(steps, 10_000)}", "checkpoint.save_last=False",
+        f"metric.log_every={log_every}", "+metric.logger.flush_secs=5", "fabric.accelerator=cpu",
+        # sheeprl sets OMP_NUM_THREADS from its own num_threads (default 1), over the environment
+        f"num_threads={threads}", "seed=0",
     ]
+
+
+def sheeprl_scalars(workdir: Path, tag: str) -> list[Any]:
+    """The TensorBoard events of ``tag`` in sheeprl's newest run under ``workdir`` ([] if none yet)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = sorted(workdir.glob("logs/runs/**/events.out.tfevents.*"))
+    if not files:
+        return []
+    acc = EventAccumulator(str(files[-1]))
+    acc.Reload()
+    return acc.Scalars(tag) if tag in acc.Tags().get("scalars", []) else []
+
+
+def run_sheeprl(sheeprl: str, steps: int, learning_starts: int, replay_ratio: float, threads: int,
+                workdir: Path) -> dict[str, Any]:
+    """Run sheeprl DreamerV3-XS on CartPole-v1 and read its TensorBoard scalars."""
+    command = sheeprl_command(sheeprl, steps, learning_starts, replay_ratio,
+                              max(1, (steps - learning_starts) // 2), threads)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     start = time.perf_counter()
     subprocess.run(command, cwd=workdir, env=env, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
-    events = sorted(workdir.glob("logs/runs/**/events.out.tfevents.*"))[-1]
-    acc = EventAccumulator(str(events))
-    acc.Reload()
     # Time/sps_train is logged at every log point of the learning phase: its wall times
     # give the env steps/s between the first and the last of them.
-    points = acc.Scalars("Time/sps_train")
+    points = sheeprl_scalars(workdir, "Time/sps_train")
     span = points[-1].wall_time - points[0].wall_time
     env_rate = (points[-1].step - points[0].step) / span if len(points) > 1 and span > 0 else None
     return {"updates_per_s": points[-1].value, "env_steps_per_s": env_rate, "wall_s": wall,

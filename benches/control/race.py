@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from benches.control.learning import RESULTS, first_reach, run_seed, training_clock
+from benches.control.peer import sheeprl_command, sheeprl_scalars
 from worldmodel.checkpoint import atomic_write_json
 from worldmodel.run import read_metrics
 
@@ -88,33 +89,9 @@ def ours_to_target(target: float, steps: int, eval_every: int, log_every: int, t
     }
 
 
-def sheeprl_command(sheeprl: str, steps: int, log_every: int, threads: int = 1) -> list[str]:
-    """sheeprl DreamerV3-XS on CartPole-v1 as in ../shared/docs/environment.md."""
-    return [
-        sheeprl, "exp=dreamer_v3", "env=gym", "env.id=CartPole-v1", f"algo={SHEEPRL_SETTINGS['algo']}",
-        "algo.cnn_keys.encoder=[]", "algo.cnn_keys.decoder=[]", "algo.mlp_keys.encoder=[state]",
-        "algo.mlp_keys.decoder=[state]", f"algo.total_steps={steps}",
-        f"algo.learning_starts={SHEEPRL_SETTINGS['learning_starts']}", "algo.per_rank_batch_size=16",
-        "algo.per_rank_sequence_length=64", f"algo.replay_ratio={SHEEPRL_SETTINGS['replay_ratio']}",
-        "algo.run_test=False", "env.num_envs=1", "env.capture_video=False", "env.sync_env=True",
-        f"buffer.size={steps}", "buffer.checkpoint=False", f"checkpoint.every={10 * steps}",
-        "checkpoint.save_last=False", f"metric.log_every={log_every}", "+metric.logger.flush_secs=5",
-        "fabric.accelerator=cpu", f"num_threads={threads}", "seed=0",
-    ]
-
-
 def read_rewards(workdir: Path, launched: float) -> list[tuple[int, float, float]]:
     """sheeprl's ``(env step, seconds since launch, Rewards/rew_avg)`` log points."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    files = sorted(workdir.glob("logs/runs/**/events.out.tfevents.*"))
-    if not files:
-        return []
-    acc = EventAccumulator(str(files[-1]))
-    acc.Reload()
-    if "Rewards/rew_avg" not in acc.Tags().get("scalars", []):
-        return []
-    return [(e.step, e.wall_time - launched, e.value) for e in acc.Scalars("Rewards/rew_avg")]
+    return [(e.step, e.wall_time - launched, e.value) for e in sheeprl_scalars(workdir, "Rewards/rew_avg")]
 
 
 def first_episode_seconds(log: Path, launched: float) -> float | None:
@@ -136,8 +113,9 @@ def sheeprl_to_target(sheeprl: str, target: float, budget_s: float, steps: int, 
     log = workdir / "sheeprl.log"  # a file, not a pipe: a full pipe would stall sheeprl
     launched = time.time()
     with log.open("w") as sink:
-        proc = subprocess.Popen(sheeprl_command(sheeprl, steps, log_every, threads), cwd=workdir, env=env,
-                                stdout=sink, stderr=subprocess.STDOUT)
+        command = sheeprl_command(sheeprl, steps, SHEEPRL_SETTINGS["learning_starts"],
+                                  SHEEPRL_SETTINGS["replay_ratio"], log_every, threads)
+        proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=sink, stderr=subprocess.STDOUT)
     startup = None
     try:
         while proc.poll() is None:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from benches.control.race import main, sheeprl_command, sheeprl_to_target, verdict, window_means
+from benches.control.peer import sheeprl_command
+from benches.control.race import main, sheeprl_to_target, verdict, window_means
 
 FAKE_SHEEPRL = """#!{python}
 # Stands in for sheeprl: prints its first episode, logs Rewards/rew_avg at env steps 100, 200, 300,
@@ -49,7 +50,7 @@ def test_verdict_is_a_ratio_when_sheeprl_arrives_and_a_bound_when_it_does_not():
 
 
 def test_sheeprl_command_uses_the_documented_settings():
-    command = sheeprl_command("sheeprl", 50_000, 500, threads=1)
+    command = sheeprl_command("sheeprl", 50_000, 512, 0.5, 500, threads=1)
     for setting in ("algo=dreamer_v3_XS", "algo.replay_ratio=0.5", "algo.learning_starts=512",
                     "algo.per_rank_batch_size=16", "algo.per_rank_sequence_length=64", "env.id=CartPole-v1",
                     "metric.log_every=500", "algo.total_steps=50000", "num_threads=1"):
