@@ -17,6 +17,13 @@ guarantee holds for a plain top-B; forced words and per-turn limits in the alloc
 is kept. The hybrid method reserves half for the future-reuse head's ranking (slot values) while the
 rest keeps fluent spans.
 
+A recent share (``Balancer(recent_share=r)``): that share of every budget goes to the most recent
+words, as H2O (Zhang et al. 2023) keeps a window of recent tokens beside its heavy hitters and
+LLMLingua can keep the last sentence. The most recent words are merged in first, then the reserved
+score's: for every B the top B words hold the last ``ceil(r' B')`` words of the dialogue, with ``B' = B
+- ceil(s B)`` and ``r' = r / (1 - s)``, the reserved score's best ``ceil(s B)`` and the balanced
+score's best for the rest, so about ``r B`` recent words.
+
 Scores are normalised per sample (min-max over that sample's valid words only), never
 across the batch. In learned mode a small MLP reads per-sample score statistics and
 outputs the scorer weights and the three tensions.
@@ -171,6 +178,8 @@ class Balancer(nn.Module):
 
     ``reserved_share``: when ``forward`` gets a ``reserved`` score [B, N], that share of every
     budget goes to its best words (`reserved_ranking`; fixed mode only, it has no gradient).
+    ``recent_share``: that share of every budget goes to the most recent words (fixed mode only;
+    ``reserved_share + recent_share <= 1``; see the module docstring).
     """
 
     def __init__(
@@ -183,12 +192,18 @@ class Balancer(nn.Module):
         hidden: int = 32,
         keep_peaks: bool = False,
         reserved_share: float = 0.0,
+        recent_share: float = 0.0,
     ) -> None:
         super().__init__()
-        if not 0.0 <= reserved_share <= 1.0:
-            raise BalancingError(f"reserved_share must be in [0, 1], got {reserved_share}")
-        if learned and reserved_share > 0:
-            raise BalancingError("reserved_share is a ranking step without gradient: needs learned=False")
+        for name, share in (("reserved_share", reserved_share), ("recent_share", recent_share)):
+            if not 0.0 <= share <= 1.0:
+                raise BalancingError(f"{name} must be in [0, 1], got {share}")
+            if learned and share > 0:
+                raise BalancingError(f"{name} is a ranking step without gradient: needs learned=False")
+        if reserved_share + recent_share > 1.0 + 1e-9:
+            raise BalancingError(
+                f"reserved_share + recent_share must be <= 1, got {reserved_share} + {recent_share}"
+            )
         if len(base_weights) != len(SCORERS) or min(base_weights) < 0 or sum(base_weights) <= 0:
             raise BalancingError(f"base_weights must be 3 non-negative numbers, not all zero: {base_weights}")
         self.tensions = tensions or Tensions()
@@ -198,6 +213,7 @@ class Balancer(nn.Module):
         self.bandwidth = bandwidth
         self.keep_peaks = keep_peaks
         self.reserved_share = reserved_share
+        self.recent_share = recent_share
         if learned:
             n = len(SCORERS)
             self.mlp = nn.Sequential(
@@ -248,12 +264,24 @@ class Balancer(nn.Module):
         mixed = particular * mixed + (1 - particular) * smooth
         mixed = mixed - tensions[:, 2:3] * redundancy(mixed, mask, embeddings, self.bandwidth)
         balanced = normalize_per_sample(mixed, mask)
-        if reserved is not None and self.reserved_share > 0:
-            if reserved.shape != mask.shape:
-                shapes = f"{list(mask.shape)}, got {list(reserved.shape)}"
-                raise BalancingError(f"reserved must be [B, N] = {shapes}")
-            merged, share = torch.zeros_like(balanced), self.reserved_share
+        if reserved is not None and reserved.shape != mask.shape:
+            raise BalancingError(f"reserved must be [B, N] = {list(mask.shape)}, got {list(reserved.shape)}")
+        share = self.reserved_share if reserved is not None else 0.0
+        if share > 0 or self.recent_share > 0:
+            merged = torch.zeros_like(balanced)
             for b, valid in enumerate(mask):
-                merged[b, valid] = reserved_ranking(balanced[b, valid], reserved[b, valid], share)
+                merged[b, valid] = self._merge(
+                    balanced[b, valid], None if reserved is None else reserved[b][valid]
+                )
             balanced = merged
         return Balanced(balanced, weights, tensions)
+
+    def _merge(self, balanced: torch.Tensor, reserved: torch.Tensor | None) -> torch.Tensor:
+        """[n] balanced, [n] reserved (or None) -> [n] rank scores with the recent and reserved shares."""
+        share = self.reserved_share if reserved is not None else 0.0
+        if self.recent_share > 0:
+            recent = torch.arange(len(balanced), dtype=balanced.dtype, device=balanced.device)
+            rest = 1.0 - share  # the recent share is of the whole budget; it is merged into the rest
+            inner = min(self.recent_share / rest, 1.0) if rest > 0 else 0.0
+            balanced = reserved_ranking(balanced, recent, inner)
+        return balanced if share == 0 else reserved_ranking(balanced, reserved, share)

@@ -22,6 +22,7 @@ SHARE_HELP = (
     "Share of every budget for the method's reserved ranking (hybrid: the reuse head's), in [0, 1]; "
     "default: the method's tuned share."
 )
+RECENT_HELP = "Share of every budget for the most recent words, in [0, 1]; default: the method's tuned share."
 TENSION_HELP = (
     "Balancer dial NAME=VALUE in [0, 1] (repeatable): compress_particularize, exploit_explore, "
     "focus_diversify; unnamed dials keep the method's tuned values."
@@ -58,12 +59,13 @@ def _run_file(
     max_words: int,
     tension: list[str],
     reserved_share: float | None = None,
+    recent_share: float | None = None,
 ) -> None:
     """Shared body of `compress` and `score`: report bad lines, exit 1 if any failed, 2 if none could run."""
     from arrcoc.compress import balancer_for, compress_file
 
     try:
-        balancer = balancer_for(method, parse_tensions(method, tension), reserved_share)
+        balancer = balancer_for(method, parse_tensions(method, tension), reserved_share, recent_share)
         written, errors = compress_file(
             input,
             output,
@@ -93,6 +95,7 @@ def compress(
     method: str = typer.Option("fast", help=METHOD_HELP),
     tension: list[str] = typer.Option([], help=TENSION_HELP),
     reserved_share: float | None = typer.Option(None, help=SHARE_HELP),
+    recent_share: float | None = typer.Option(None, help=RECENT_HELP),
     force_digits: bool = typer.Option(False, help="Always keep words with digits (not counted)."),
     force_term: list[str] = typer.Option([], help="Always keep this word (repeatable; not counted)."),
     min_per_turn: int = typer.Option(0, help="Words every message keeps at least."),
@@ -117,7 +120,7 @@ def compress(
     except ValueError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
-    _run_file(input, output, allocation, model, method, max_words, tension, reserved_share)
+    _run_file(input, output, allocation, model, method, max_words, tension, reserved_share, recent_share)
 
 
 @app.command()
@@ -128,10 +131,11 @@ def score(
     method: str = typer.Option("fast", help=METHOD_HELP),
     tension: list[str] = typer.Option([], help=TENSION_HELP),
     reserved_share: float | None = typer.Option(None, help=SHARE_HELP),
+    recent_share: float | None = typer.Option(None, help=RECENT_HELP),
     max_words: int = typer.Option(16384, help="Reject dialogues with more words than this."),
 ) -> None:
     """Score every word with every scorer (nothing dropped)."""
-    _run_file(input, output, None, model, method, max_words, tension, reserved_share)
+    _run_file(input, output, None, model, method, max_words, tension, reserved_share, recent_share)
 
 
 @app.command()

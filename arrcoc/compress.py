@@ -53,15 +53,28 @@ def tensions_for(method: str, tensions: Tensions | None = None) -> Tensions:
 # Share of every budget that a method's balancer gives to its ``WordScores.reserved`` ranking
 # (`Balancer(reserved_share=...)`; hybrid: the future-reuse head's), chosen with the tensions.
 RESERVED_SHARE: dict[str, float] = {"hybrid": 0.5}
+# Share of every budget that goes to the most recent words (`Balancer(recent_share=...)`), chosen with
+# the reserved share.
+RECENT_SHARE: dict[str, float] = {}
 
 
 def balancer_for(
-    method: str, tensions: Tensions | None = None, reserved_share: float | None = None
+    method: str,
+    tensions: Tensions | None = None,
+    reserved_share: float | None = None,
+    recent_share: float | None = None,
 ) -> Balancer:
-    """The fixed-mode `Balancer` of a method: its tuned tensions (or ``tensions``), peak keeping and
-    reserved share (or ``reserved_share``; it acts only where the scores carry a reserved score)."""
+    """The fixed-mode `Balancer` of a method: its tuned tensions (or ``tensions``), peak keeping,
+    reserved share (or ``reserved_share``; it acts only where the scores carry a reserved score) and
+    recent share (or ``recent_share``)."""
     share = RESERVED_SHARE.get(method, 0.0) if reserved_share is None else reserved_share
-    return Balancer(tensions_for(method, tensions), keep_peaks=method in KEEP_PEAKS, reserved_share=share)
+    recent = RECENT_SHARE.get(method, 0.0) if recent_share is None else recent_share
+    return Balancer(
+        tensions_for(method, tensions),
+        keep_peaks=method in KEEP_PEAKS,
+        reserved_share=share,
+        recent_share=recent,
+    )
 
 
 class DialogueFileError(ValueError):

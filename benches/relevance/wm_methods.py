@@ -173,4 +173,5 @@ class ReuseMethod(WorldModelMethod):
             dials = f"{t.compress_particularize}-{t.exploit_explore}-{t.focus_diversify}"
             mix = f"-w{scorer.hybrid_fast_weight}-t{dials}" + ("-peaks" if b.keep_peaks else "")
             mix += f"-r{b.reserved_share}" if b.reserved_share else ""  # share 0: earlier results stay valid
+            mix += f"-recent{b.recent_share}" if b.recent_share else ""
         self.fingerprint = f"{self.fingerprint}-{model_fingerprint(head)}{mix}"

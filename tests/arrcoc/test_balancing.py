@@ -131,6 +131,54 @@ def test_balancer_reserved_share_per_sample_with_mask():
         Balancer(learned=True, reserved_share=0.5)
 
 
+def test_recent_share_by_hand():
+    scores = torch.zeros(1, 5, 3)
+    scores[0, :, 0] = torch.tensor([0.9, 0.8, 0.7, 0.1, 0.0])  # coupling only: the balanced order 0..4
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    plain = Balancer(Tensions(1.0, 0.5, 0.0))(scores, mask).balanced[0]
+    assert plain.argsort(descending=True).tolist() == [0, 1, 2, 3, 4]
+    # recent share 0.4: slot 0 recent -> word 4; slot 1 balanced -> 0; slot 2 recent -> 3; slots 3, 4
+    # balanced -> 1, 2. Scores 1 - slot / 5.
+    out = Balancer(Tensions(1.0, 0.5, 0.0), recent_share=0.4)(scores, mask).balanced[0]
+    assert out.tolist() == pytest.approx([0.8, 0.4, 0.2, 0.6, 1.0])
+    # with a reserved share 0.2 (reserved prefers word 2): the recent share 0.4 / 0.8 = 0.5 first merges
+    # recent and balanced into 4, 0, 3, 1, 2; then slot 0 reserved -> 2, slots 1-4 that order -> 4, 0, 3, 1.
+    reserved = torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.0]])
+    both = Balancer(Tensions(1.0, 0.5, 0.0), reserved_share=0.2, recent_share=0.4)
+    assert both(scores, mask, reserved=reserved).balanced[0].tolist() == pytest.approx(
+        [0.6, 0.2, 1.0, 0.4, 0.8]
+    )
+
+
+@pytest.mark.parametrize(("share", "recent"), [(0.0, 0.3), (0.5, 0.4), (0.3, 0.3), (0.6, 0.4)])
+def test_every_budget_holds_the_recent_and_reserved_shares(share, recent):
+    gen = torch.Generator().manual_seed(5)
+    n = 41
+    scores, reserved = torch.rand(1, n, 3, generator=gen), torch.rand(1, n, generator=gen)
+    mask = torch.ones(1, n, dtype=torch.bool)
+    plain = Balancer(Tensions())(scores, mask).balanced[0]
+    out = Balancer(Tensions(), reserved_share=share, recent_share=recent)(scores, mask, reserved=reserved)
+    order = out.balanced[0].argsort(descending=True).tolist()
+    best_r = reserved[0].argsort(descending=True).tolist()
+    for budget in range(n + 1):
+        kept = set(order[:budget])
+        k = math.ceil(share * budget - 1e-9)
+        k_recent = math.ceil(recent / (1 - share) * (budget - k) - 1e-9)
+        assert set(best_r[:k]) <= kept
+        assert set(range(n - k_recent, n)) <= kept | set(best_r[:k])  # the last words, unless reserved
+        assert abs(len(kept & set(range(n - k_recent, n))) - recent * budget) <= max(2, 0.1 * budget)
+    assert plain.shape == out.balanced[0].shape
+
+
+def test_recent_share_errors():
+    with pytest.raises(BalancingError, match="recent_share must be in"):
+        Balancer(recent_share=1.5)
+    with pytest.raises(BalancingError, match="<= 1"):
+        Balancer(reserved_share=0.6, recent_share=0.5)
+    with pytest.raises(BalancingError, match="without gradient"):
+        Balancer(learned=True, recent_share=0.2)
+
+
 def test_gradients_reach_scorer_and_learned_balancer_through_straight_through():
     torch.manual_seed(0)
     emb = torch.randn(2, 12, 8)

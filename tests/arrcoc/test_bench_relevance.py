@@ -342,7 +342,7 @@ def test_learned_baselines_get_one_scorer_per_lm_seed():
     assert names[-4:] == ["selfinfo_seed1", "contrast_seed1", "selfinfo_seed2", "contrast_seed2"]
 
 
-def test_dev_tuning_rule_maximises_the_smaller_margin_over_the_best_baseline():
+def test_dev_tuning_rule_sums_the_margins_of_settings_ahead_on_both_judges():
     from benches.relevance.dev_tuning import choose, margins
 
     baselines = {
@@ -350,17 +350,35 @@ def test_dev_tuning_rule_maximises_the_smaller_margin_over_the_best_baseline():
         "contrast": {"j4_recall": 0.30, "j2c_retention": 0.85},
     }
     metrics = {
-        (0.75, 0.2, 0.0): {"j4_recall": 0.62, "j2c_retention": 1.02},  # J2c high, loses J4
-        (0.5, 0.3, 0.0): {"j4_recall": 0.93, "j2c_retention": 0.97},  # +0.13 / +0.12
-        (0.75, 0.7, 0.2): {"j4_recall": 0.96, "j2c_retention": 0.88},  # J4 high, J2c +0.03
+        (0.75, 0.2, 0.0): {"j4_recall": 0.62, "j2c_retention": 1.30},  # J2c far ahead, loses J4
+        (0.5, 0.3, 0.0): {"j4_recall": 0.93, "j2c_retention": 0.97},  # +0.13 / +0.12: sum 0.25
+        (0.75, 0.7, 0.2): {"j4_recall": 0.96, "j2c_retention": 0.88},  # +0.16 / +0.03: sum 0.19
     }
     margin = margins(metrics, baselines)
-    assert margin[(0.75, 0.2, 0.0)] == pytest.approx(0.62 - 0.80)
-    assert margin[(0.5, 0.3, 0.0)] == pytest.approx(min(0.93 - 0.80, 0.97 - 0.85))
+    assert margin[(0.75, 0.2, 0.0)] == pytest.approx((0.62 - 0.80, 1.30 - 0.85))
+    assert margin[(0.5, 0.3, 0.0)] == pytest.approx((0.93 - 0.80, 0.97 - 0.85))
+    # ahead on both: the larger sum wins; the J4 loser is out however large its J2c margin
     assert choose(margin, shipped=(0.75, 0.7, 0.2)) == (0.5, 0.3, 0.0)
-    tie = dict.fromkeys([(0.5, 0.2, 0.0), (0.25, 0.2, 0.0), (0.75, 0.2, 0.0)], 0.1)
+    # nobody ahead on both: the largest smaller margin
+    behind = {(0.5, 0.3, 0.0): (-0.05, 0.4), (0.75, 0.7, 0.2): (-0.01, 0.02), (1.0, 0.0, 0.0): (0.3, -0.2)}
+    assert choose(behind, shipped=(0.5, 0.3, 0.0)) == (0.75, 0.7, 0.2)
+    tie = dict.fromkeys([(0.5, 0.2, 0.0), (0.25, 0.2, 0.0), (0.75, 0.2, 0.0)], (0.05, 0.05))
     assert choose(tie, shipped=(0.75, 0.2, 0.0)) == (0.75, 0.2, 0.0)  # ties: the shipped setting
     assert choose(tie, shipped=(1.0, 0.0, 0.0)) == (0.25, 0.2, 0.0)  # then the smaller w
+
+
+def test_dev_tuning_grid_adds_recent_shares_at_the_shipped_tensions():
+    from benches.relevance.dev_tuning import RECENT_GRID, RECENT_SHARES, settings_grid
+
+    shipped = (0.75, 0.3, 0.0, False, 0.5, 0.3)
+    grid = settings_grid(shipped)
+    assert len(grid) == len(set(grid))
+    with_recent = [g for g in grid if g[5] > 0]
+    assert all(g[:4] == shipped[:4] and g[4] + g[5] <= 1.0 + 1e-9 for g in with_recent)
+    assert {g[4] for g in with_recent} == set(RECENT_SHARES) and {g[5] for g in with_recent} == set(
+        RECENT_GRID
+    )
+    assert shipped in grid and (0.5, 0.0, 0.0, True, 0.2, 0.0) in grid
 
 
 def test_write_section_replaces_only_between_markers(tmp_path):

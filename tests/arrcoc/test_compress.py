@@ -154,6 +154,7 @@ def test_reserved_share_serves_the_reserved_ranking_in_every_budget(monkeypatch,
 
     monkeypatch.setattr(ac, "RESERVED_SHARE", {"hybrid": 0.5})
     assert ac.balancer_for("hybrid").reserved_share == 0.5 and ac.balancer_for("fast").reserved_share == 0
+
     def kept(budget):
         out = compress(DIALOGUE, budget=budget, model=patched_model, method="hybrid")
         return {w.text for w, k in zip(out.words, out.kept, strict=True) if k}
@@ -169,21 +170,50 @@ def test_reserved_share_serves_the_reserved_ranking_in_every_budget(monkeypatch,
         ac.realize(DIALOGUE, scores, ac.balancer_for("hybrid"), None)
 
 
+def _hybrid_cli_kept(tmp_path, *options: str) -> list[str]:
+    """Words `arrcoc compress --method hybrid --budget 4` keeps of DIALOGUE, in order."""
+    src = _write_lines(tmp_path / "in.jsonl", [json.dumps({"id": "a", "messages": DIALOGUE})])
+    out = tmp_path / "out.jsonl"
+    args = ["compress", str(src), "--output", str(out), "--method", "hybrid", "--budget", "4", *options]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return [t["text"] for t in json.loads(out.read_text())["tokens"] if t["kept"]]
+
+
 def test_cli_reserved_share_option(tmp_path, patched_model):
     src = _write_lines(tmp_path / "in.jsonl", [json.dumps({"id": "a", "messages": DIALOGUE})])
 
     def kept(*share):
-        out = tmp_path / "out.jsonl"
-        args = ["compress", str(src), "--output", str(out), "--method", "hybrid", "--budget", "4", *share]
-        result = CliRunner().invoke(app, args)
-        assert result.exit_code == 0, result.output
-        return {t["text"] for t in json.loads(out.read_text())["tokens"] if t["kept"]}
+        return set(_hybrid_cli_kept(tmp_path, *share))
 
     assert {"I", "a"} <= kept("--reserved-share", "0.5")  # the reserved score (minus length) served
     assert not {"I", "a"} & kept("--reserved-share", "0")
     assert kept() == kept("--reserved-share", "0.5")  # the default: hybrid's tuned share
     bad = CliRunner().invoke(app, ["score", str(src), "-o", str(tmp_path / "o"), "--reserved-share", "1.5"])
     assert bad.exit_code == 2 and "reserved_share must be in [0, 1]" in bad.output, bad.output
+
+
+def test_recent_share_keeps_the_last_words_in_python_and_cli(tmp_path, monkeypatch, patched_model):
+    ac = importlib.import_module("arrcoc.compress")
+
+    monkeypatch.setattr(ac, "RECENT_SHARE", {"hybrid": 0.5})
+    assert ac.balancer_for("hybrid").recent_share == 0.5 and ac.balancer_for("fast").recent_share == 0
+    assert ac.balancer_for("hybrid", recent_share=0.2).recent_share == 0.2
+    src = _write_lines(tmp_path / "in.jsonl", [json.dumps({"id": "a", "messages": DIALOGUE})])
+
+    def kept(*options):
+        return _hybrid_cli_kept(tmp_path, *options)
+
+    # no reserved share: 2 of the 4 words are the dialogue's last 2, 2 the balanced score's best
+    recent = kept("--reserved-share", "0", "--recent-share", "0.5")
+    assert {"if", "possible"} <= set(recent) and len(recent) == 4
+    # the patched defaults (reserved 0.5, recent 0.5): the reuse ranking's 2 (minus length: "I", "a")
+    # and the last 2 words
+    assert kept() == kept("--recent-share", "0.5") == ["I", "a", "if", "possible"]
+    bad = CliRunner().invoke(
+        app, ["score", str(src), "-o", str(tmp_path / "o"), "--method", "hybrid", "--recent-share", "0.8"]
+    )
+    assert bad.exit_code == 2 and "reserved_share + recent_share must be <= 1" in bad.output, bad.output
 
 
 def test_method_tensions_and_the_cli_tension_option(tmp_path, patched_model):
