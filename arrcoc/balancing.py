@@ -14,8 +14,8 @@ ranking and the reserved score's ranking are merged (`reserved_ranking`), so tha
 the output contain the reserved score's best ``ceil(s B)`` and the balanced score's best ``B -
 ceil(s B)``, for every B. The output is then a rank score (``1 - rank / N``), not a scaled mix, and the
 guarantee holds for a plain top-B; forced words and per-turn limits in the allocator can change what
-is kept. The hybrid method reserves half for the future-reuse head's ranking (slot values) while the
-rest keeps fluent spans.
+is kept. The hybrid method reserves 0.4 of every budget for the future-reuse head's ranking (slot
+values) and 0.2 for the most recent words (below); the rest keeps fluent spans.
 
 A recent share (``Balancer(recent_share=r)``): that share of every budget goes to the most recent
 words, as H2O (Zhang et al. 2023) keeps a window of recent tokens beside its heavy hitters and

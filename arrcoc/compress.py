@@ -52,10 +52,10 @@ def tensions_for(method: str, tensions: Tensions | None = None) -> Tensions:
 
 # Share of every budget that a method's balancer gives to its ``WordScores.reserved`` ranking
 # (`Balancer(reserved_share=...)`; hybrid: the future-reuse head's), chosen with the tensions.
-RESERVED_SHARE: dict[str, float] = {"hybrid": 0.5}
+RESERVED_SHARE: dict[str, float] = {"hybrid": 0.4}
 # Share of every budget that goes to the most recent words (`Balancer(recent_share=...)`), chosen with
 # the reserved share.
-RECENT_SHARE: dict[str, float] = {}
+RECENT_SHARE: dict[str, float] = {"hybrid": 0.2}
 
 
 def balancer_for(

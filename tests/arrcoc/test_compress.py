@@ -188,7 +188,7 @@ def test_cli_reserved_share_option(tmp_path, patched_model):
 
     assert {"I", "a"} <= kept("--reserved-share", "0.5")  # the reserved score (minus length) served
     assert not {"I", "a"} & kept("--reserved-share", "0")
-    assert kept() == kept("--reserved-share", "0.5")  # the default: hybrid's tuned share
+    assert kept() == kept("--reserved-share", "0.4")  # the default: hybrid's tuned share
     bad = CliRunner().invoke(app, ["score", str(src), "-o", str(tmp_path / "o"), "--reserved-share", "1.5"])
     assert bad.exit_code == 2 and "reserved_share must be in [0, 1]" in bad.output, bad.output
 
