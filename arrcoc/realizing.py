@@ -26,6 +26,8 @@ class CompressionResult:
     balanced: [N] balanced relevance in [0, 1]. weights / tensions: the balancer's values.
     budget: non-forced words kept (exactly). per_turn: kept non-forced words per message.
     levels: achieved fraction per message when levels of detail were used.
+    shares: the budget shares the balancer gave to rankings of their own (``reserved``: the reserved
+    score's, ``recent``: the last words'), as applied to this dialogue.
     """
 
     messages: list[dict[str, str]]
@@ -40,6 +42,7 @@ class CompressionResult:
     per_turn: list[int]
     levels: list[float] | None = None
     id: Any = None
+    shares: dict[str, float] | None = None
 
     @property
     def origin_tokens(self) -> int:
@@ -78,6 +81,7 @@ class CompressionResult:
             "forced_tokens": self.forced_tokens,
             "weights": self.weights,
             "tensions": self.tensions,
+            **({"shares": self.shares} if self.shares else {}),
         }
 
     def to_score_record(self) -> dict[str, Any]:
@@ -97,6 +101,7 @@ class CompressionResult:
             "origin_tokens": self.origin_tokens,
             "weights": self.weights,
             "tensions": self.tensions,
+            **({"shares": self.shares} if self.shares else {}),
         }
 
 

@@ -207,9 +207,13 @@ def test_recent_share_keeps_the_last_words_in_python_and_cli(tmp_path, monkeypat
     # no reserved share: 2 of the 4 words are the dialogue's last 2, 2 the balanced score's best
     recent = kept("--reserved-share", "0", "--recent-share", "0.5")
     assert {"if", "possible"} <= set(recent) and len(recent) == 4
-    # the patched defaults (reserved 0.5, recent 0.5): the reuse ranking's 2 (minus length: "I", "a")
+    # the defaults (reserved 0.4, recent patched to 0.5): the reuse ranking's 2 (minus length: "I", "a")
     # and the last 2 words
     assert kept() == kept("--recent-share", "0.5") == ["I", "a", "if", "possible"]
+    record = json.loads((tmp_path / "out.jsonl").read_text())
+    assert record["shares"] == {"reserved": 0.4, "recent": 0.5}  # outputs say how they were made
+    fast = compress(DIALOGUE, budget=4, model=patched_model, method="fast")
+    assert fast.shares == {"reserved": 0.0, "recent": 0.0}  # no reserved score: no reserved share
     bad = CliRunner().invoke(
         app, ["score", str(src), "-o", str(tmp_path / "o"), "--method", "hybrid", "--recent-share", "0.8"]
     )
