@@ -4,10 +4,10 @@ balancer tensions on the dev split, never on test.
 One joint grid: the fast-coupling weight w (0 = ``reuse``, 1 = the reuse head unused) x
 ``compress_particularize`` x ``focus_diversify`` x ``keep_peaks`` (the balancer's compress side
 keeps isolated peaks, `arrcoc.balancing.Balancer`) x ``reserved_share`` (that share of every budget
-goes to the reuse head's own ranking, `arrcoc.balancing.reserved_ranking`), plus, at the shipped w and
-tensions, the reserved share x ``recent_share`` (that share of every budget goes to the most recent
-words, `arrcoc.balancing.Balancer`). Every setting, and every
-protocol baseline (seed 0 of the learned ones; random averaged over its seeds), is scored at budget
+goes to the reuse head's own ranking, `arrcoc.balancing.reserved_ranking`), plus, at a fixed w and
+tensions (`RECENT_AT`, the joint grid's best before), the reserved share x ``recent_share`` (that
+share of every budget goes to the most recent words, `arrcoc.balancing.Balancer`). Every setting, and
+every protocol baseline (seed 0 of the learned ones; random averaged over its seeds), is scored at budget
 0.25 by:
 
 * J4-dev: recall of the needed values on J4 dialogues built from the *dev* template pool, whose
@@ -24,7 +24,7 @@ version the rule was the largest smaller margin throughout; with every good sett
 60 J4-dev dialogues, that let differences of half a dialogue decide. Writes
 ``benches/results/relevance_dev_hybrid.json``, then exits with status 1 when the choice differs from
 what arrcoc ships (`HYBRID_FAST_WEIGHT` and `arrcoc.compress.balancer_for("hybrid")`: its tensions,
-peak keeping and reserved share). Uses the benchmark's cache (scorer LM, judge, reuse head).
+peak keeping, reserved and recent shares). Uses the benchmark's cache (scorer LM, judge, reuse head).
 """
 
 from __future__ import annotations
@@ -71,8 +71,10 @@ CP_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)
 FD_GRID = (0.0,)
 PEAKS_GRID = (False, True)
 SHARE_GRID = (0.0, 0.2, 0.3, 0.4, 0.5)
-RECENT_SHARES = (0.3, 0.4, 0.5, 0.6)  # reserved shares tried with a recent share (at the shipped tensions)
+RECENT_SHARES = (0.3, 0.4, 0.5, 0.6)  # reserved shares tried with a recent share ...
 RECENT_GRID = (0.1, 0.2, 0.3, 0.4, 0.5)
+RECENT_AT = (0.75, 0.3, 0.0, False)  # ... at this w, compress_particularize, focus_diversify, keep_peaks
+# (the best of the joint grid when the recent share was added)
 J4_DEV_SEED = 7
 KEYS = ("w", "compress_particularize", "focus_diversify", "keep_peaks", "reserved_share", "recent_share")
 Setting = tuple  # (w, compress_particularize, focus_diversify, keep_peaks, reserved_share, recent_share)
@@ -89,7 +91,7 @@ def choose(margin: dict[Setting, tuple[float, float]], shipped: Setting) -> Sett
     """The rule: among the settings ahead of the best baseline on both judges, the largest sum of the
     two margins; when none is, the largest smaller margin. Compared to 6 decimals (judge batching moves
     J2c by ~1e-8); ties: the shipped setting, then the smaller w, then the first in grid order."""
-    ahead = {g: m for g, m in margin.items() if min(m) > 0}
+    ahead = {g: m for g, m in margin.items() if round(min(m), 6) > 0}
     pool, value = (ahead, sum) if ahead else (margin, min)
     return max(pool, key=lambda g: (round(value(pool[g]), 6), g == shipped, -g[0]))
 
@@ -107,13 +109,12 @@ def shipped_setting() -> Setting:
     )
 
 
-def settings_grid(shipped: Setting) -> list[Setting]:
-    """The joint grid without a recent share, then reserved x recent shares at the shipped w and tensions."""
+def settings_grid() -> list[Setting]:
+    """The joint grid without a recent share, then reserved x recent shares at `RECENT_AT`."""
     grid = [(*g, 0.0) for g in itertools.product(W_GRID, CP_GRID, FD_GRID, PEAKS_GRID, SHARE_GRID)]
-    recent = [
-        (*shipped[:4], share, r) for share in RECENT_SHARES for r in RECENT_GRID if share + r <= 1.0 + 1e-9
+    return grid + [
+        (*RECENT_AT, share, r) for share in RECENT_SHARES for r in RECENT_GRID if share + r <= 1.0 + 1e-9
     ]
-    return list(dict.fromkeys(grid + recent))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
     j4_dev = task_dialogues(args.n_j4, "dev", J4_DEV_SEED, s.j4_ask_names_kinds)
     baselines = [b for b in bench.scorers if not isinstance(b, OracleScorer) and b is not method]
     shipped = shipped_setting()
-    grid = settings_grid(shipped)
+    grid = settings_grid()
 
     def scores_by_name(inst: Instance) -> dict:
         """Scores [N] of every grid setting (each coupling runs once) and of every baseline."""

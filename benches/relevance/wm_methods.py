@@ -60,6 +60,15 @@ class WorldModelMethod:
         return np.nan_to_num(scores)
 
 
+def recent_tag(method: str) -> str:
+    """``-recent<r>`` when the method's balancer keeps a recent window (cached results must not be
+    reused across recent shares), else "" (so results from before recent shares stay valid)."""
+    from arrcoc.compress import balancer_for
+
+    share = balancer_for(method).recent_share
+    return f"-recent{share}" if share else ""
+
+
 def model_fingerprint(model: Any) -> str:
     """Hex digest of a torch module's state dict (names, shapes, dtypes, bytes)."""
     digest = hashlib.sha1()
@@ -99,7 +108,7 @@ def world_model_scorers(
         if base in HEAD_METHODS:
             out.append(ReuseMethod(model, m, limit, every if base == "reuse" else tracks, tag))
         else:
-            out.append(WorldModelMethod(model, m, limit, tracks, tag))
+            out.append(WorldModelMethod(model, m, limit, tracks, tag + recent_tag(m)))
     return out
 
 
@@ -173,5 +182,4 @@ class ReuseMethod(WorldModelMethod):
             dials = f"{t.compress_particularize}-{t.exploit_explore}-{t.focus_diversify}"
             mix = f"-w{scorer.hybrid_fast_weight}-t{dials}" + ("-peaks" if b.keep_peaks else "")
             mix += f"-r{b.reserved_share}" if b.reserved_share else ""  # share 0: earlier results stay valid
-            mix += f"-recent{b.recent_share}" if b.recent_share else ""
-        self.fingerprint = f"{self.fingerprint}-{model_fingerprint(head)}{mix}"
+        self.fingerprint = f"{self.fingerprint}-{model_fingerprint(head)}{mix}{recent_tag(self.method)}"

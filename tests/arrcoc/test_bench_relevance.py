@@ -359,6 +359,12 @@ def test_dev_tuning_rule_sums_the_margins_of_settings_ahead_on_both_judges():
     assert margin[(0.5, 0.3, 0.0)] == pytest.approx((0.93 - 0.80, 0.97 - 0.85))
     # ahead on both: the larger sum wins; the J4 loser is out however large its J2c margin
     assert choose(margin, shipped=(0.75, 0.7, 0.2)) == (0.5, 0.3, 0.0)
+    # the new rule and the old one (largest smaller margin) disagree: the larger sum wins
+    both = {(0.5, 0.3, 0.0): (0.05, 0.40), (0.75, 0.7, 0.2): (0.10, 0.12)}
+    assert choose(both, shipped=(0.75, 0.7, 0.2)) == (0.5, 0.3, 0.0)
+    # "ahead" is judged to 6 decimals like the ranking: a J2c margin of 1e-9 is not ahead
+    noise = {(0.5, 0.3, 0.0): (0.30, 1e-9), (0.75, 0.7, 0.2): (0.01, 0.02)}
+    assert choose(noise, shipped=(0.5, 0.3, 0.0)) == (0.75, 0.7, 0.2)
     # nobody ahead on both: the largest smaller margin
     behind = {(0.5, 0.3, 0.0): (-0.05, 0.4), (0.75, 0.7, 0.2): (-0.01, 0.02), (1.0, 0.0, 0.0): (0.3, -0.2)}
     assert choose(behind, shipped=(0.5, 0.3, 0.0)) == (0.75, 0.7, 0.2)
@@ -367,18 +373,17 @@ def test_dev_tuning_rule_sums_the_margins_of_settings_ahead_on_both_judges():
     assert choose(tie, shipped=(1.0, 0.0, 0.0)) == (0.25, 0.2, 0.0)  # then the smaller w
 
 
-def test_dev_tuning_grid_adds_recent_shares_at_the_shipped_tensions():
-    from benches.relevance.dev_tuning import RECENT_GRID, RECENT_SHARES, settings_grid
+def test_dev_tuning_grid_adds_recent_shares_at_fixed_tensions():
+    from benches.relevance.dev_tuning import RECENT_AT, RECENT_GRID, RECENT_SHARES, settings_grid
 
-    shipped = (0.75, 0.3, 0.0, False, 0.5, 0.3)
-    grid = settings_grid(shipped)
-    assert len(grid) == len(set(grid))
+    grid = settings_grid()
     with_recent = [g for g in grid if g[5] > 0]
-    assert all(g[:4] == shipped[:4] and g[4] + g[5] <= 1.0 + 1e-9 for g in with_recent)
+    assert all(g[:4] == RECENT_AT and g[4] + g[5] <= 1.0 + 1e-9 for g in with_recent)
     assert {g[4] for g in with_recent} == set(RECENT_SHARES) and {g[5] for g in with_recent} == set(
         RECENT_GRID
     )
-    assert shipped in grid and (0.5, 0.0, 0.0, True, 0.2, 0.0) in grid
+    assert len(with_recent) == 19  # 4 reserved x 5 recent shares, less 0.6 + 0.5 > 1
+    assert (0.75, 0.3, 0.0, False, 0.4, 0.2) in grid and (0.5, 0.0, 0.0, True, 0.2, 0.0) in grid
 
 
 def test_write_section_replaces_only_between_markers(tmp_path):
