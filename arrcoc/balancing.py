@@ -266,8 +266,7 @@ class Balancer(nn.Module):
         balanced = normalize_per_sample(mixed, mask)
         if reserved is not None and reserved.shape != mask.shape:
             raise BalancingError(f"reserved must be [B, N] = {list(mask.shape)}, got {list(reserved.shape)}")
-        share = self.reserved_share if reserved is not None else 0.0
-        if share > 0 or self.recent_share > 0:
+        if any(self.shares(reserved is not None).values()):
             merged = torch.zeros_like(balanced)
             for b, valid in enumerate(mask):
                 merged[b, valid] = self._merge(
@@ -276,9 +275,13 @@ class Balancer(nn.Module):
             balanced = merged
         return Balanced(balanced, weights, tensions)
 
+    def shares(self, has_reserved: bool) -> dict[str, float]:
+        """The budget shares applied: ``reserved`` (only with a reserved score) and ``recent``."""
+        return {"reserved": self.reserved_share if has_reserved else 0.0, "recent": self.recent_share}
+
     def _merge(self, balanced: torch.Tensor, reserved: torch.Tensor | None) -> torch.Tensor:
         """[n] balanced, [n] reserved (or None) -> [n] rank scores with the recent and reserved shares."""
-        share = self.reserved_share if reserved is not None else 0.0
+        share = self.shares(reserved is not None)["reserved"]
         if self.recent_share > 0:
             recent = torch.arange(len(balanced), dtype=balanced.dtype, device=balanced.device)
             rest = 1.0 - share  # the recent share is of the whole budget; it is merged into the rest

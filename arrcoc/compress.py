@@ -127,10 +127,7 @@ def realize(
         per_turn=per_turn,
         levels=levels,
         id=dialogue_id,
-        shares={
-            "reserved": balancer.reserved_share if reserved is not None else 0.0,
-            "recent": balancer.recent_share,
-        },
+        shares=balancer.shares(reserved is not None),
     )
 
 
