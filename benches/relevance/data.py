@@ -61,7 +61,8 @@ class Conversation:
 class Instance:
     """One benchmark item: the context (turns before the cut) and the future turns t..t+3.
 
-    ``needed`` / ``decoy`` are flat word-index label tuples over the context (J4 only).
+    ``needed`` / ``decoy`` are flat word-index label tuples over the context (J4 only). ``later``: the
+    turns after t+3 (J1's hard negatives come from the turns after the cut, never from the context).
     """
 
     root_id: str
@@ -71,6 +72,7 @@ class Instance:
     n_pieces: int = 0
     needed: tuple[int, ...] = ()
     decoy: tuple[int, ...] = ()
+    later: tuple[Turn, ...] = ()
 
     @property
     def n_words(self) -> int:
@@ -197,7 +199,8 @@ def make_instance(conv: Conversation, seed: int, count_pieces: Callable[[str], i
     track = track_of(n_pieces)
     if track is None:
         return None
-    return Instance(conv.root_id, context, conv.turns[t : t + FUTURE_SPAN], track, n_pieces)
+    future = conv.turns[t : t + FUTURE_SPAN]
+    return Instance(conv.root_id, context, future, track, n_pieces, later=conv.turns[t + FUTURE_SPAN :])
 
 
 def make_instances(

@@ -31,9 +31,11 @@ interrupted run resumes with the methods not finished yet.
 
 Methods keep exactly `B = floor(r * N)` context words (long track: 64/128/256 words) in their original
 order; speaker tags are forced and not counted. Judges: J1 MiniLM retrieval of turn t among 10 / 100
-saved candidates (same role, same log2-length bucket, other test conversations) plus a hard set from
-the same conversation; J1b the same with BM25; J2 NLL of turn t and t..t+2 under a GPT-2 judge trained
-with its own BPE on train half B (512 positions, 800 steps of 8 windows; retention =
+saved candidates (same role, same log2-length bucket, other test conversations), and J1 hard: R@1
+among turn t and up to 9 later user turns of the same conversation (t+2 on; never context turns,
+which a full context contains verbatim), over the conversations that have one; J1b the same with
+BM25; J2 NLL of turn t and t..t+2 under a GPT-2 judge trained with its own BPE on train half B
+(512 positions, 800 steps of 8 windows; retention =
 (NLL_empty - NLL) / (NLL_empty - NLL_full)); J2c the same judge interpolated with a unigram cache of the
 tokens it has read, `p = (1 - w) p_LM + w count(token) / len(history)` (Kuhn & De Mori 1990; Grave et al.
 2017), `w` chosen on half B (`judge_cache.json` in the cache); J3 Spearman
@@ -241,13 +243,14 @@ def markdown(summary: dict, command: str, plots: list[str]) -> str:
         lines += [
             f"### Track `{track}`",
             "",
-            "| method | budget | J1 R@1/10 | J1b R@1/10 | J2 NLL t..t+2 | J2 retention | J2c retention "
-            "| J3 fidelity | J5 AUPRC |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| method | budget | J1 R@1/10 | J1 hard R@1 | J1b R@1/10 | J2 NLL t..t+2 | J2 retention "
+            "| J2c retention | J3 fidelity | J5 AUPRC |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for b, cell in methods["bounds"].items():
             lines.append(
                 f"| {'empty' if b == '0' else 'full'} | {b} | {cell['j1_r1_10']['mean']:.3f} | "
+                f"{cell['j1_hard_r1']['mean']:.3f} | "
                 f"{cell['j1b_r1_10']['mean']:.3f} | {cell['j2_nll_span']['mean']:.3f} | "
                 f"{b} | {b} | {cell['j3_fidelity']['mean']:.3f} | |"
             )
@@ -257,7 +260,8 @@ def markdown(summary: dict, command: str, plots: list[str]) -> str:
             for b, cell in entry["budgets"].items():
                 lines.append(
                     f"| {name}{_n(cell['j1_r1_10'], s['sizes'][track])} | {b} | "
-                    f"{cell['j1_r1_10']['mean']:.3f} | {cell['j1b_r1_10']['mean']:.3f} | "
+                    f"{cell['j1_r1_10']['mean']:.3f} | {cell['j1_hard_r1']['mean']:.3f} | "
+                    f"{cell['j1b_r1_10']['mean']:.3f} | "
                     f"{cell['j2_nll_span']['mean']:.3f} | {_fmt(cell['j2_retention_span'])} | "
                     f"{_fmt(cell['j2c_retention_span'])} | {cell['j3_fidelity']['mean']:.3f} | "
                     f"{entry['j5_auprc']['mean']:.3f} |"

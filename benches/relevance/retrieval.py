@@ -3,7 +3,9 @@
 Candidates for instance i are its true turn t plus 99 negatives: user turns of *other*
 test conversations in the same log2-length bucket (nearest buckets when one runs dry),
 drawn once with a fixed seed and saved; R@1 of 10 uses the first 9. A hard set holds up
-to 9 other turns of the same conversation. Scores: MiniLM cosine (J1, biased toward
+to 9 user turns of the same conversation *after* the cut (turn t+2 and later): turns of the
+context would be found verbatim in a full context, so they make no test; a conversation
+without such a turn has no hard R@1 (NaN, left out of its mean). Scores: MiniLM cosine (J1, biased toward
 anything trained on MiniLM targets) and BM25 (J1b). J3 fidelity is the Spearman
 correlation of the 100 MiniLM candidate scores under the compressed vs the full context.
 """
@@ -23,6 +25,7 @@ from benches.relevance.scorers import norm_word
 
 N_NEGATIVES = 99
 N_HARD = 9
+HARD_SOURCE = "future"  # marks candidate sets whose hard negatives come from after the cut
 
 
 def length_bucket(n_words: int) -> int:
@@ -48,6 +51,7 @@ class CandidateSets:
             "positive": self.positive,
             "negatives": self.negatives,
             "hard": self.hard,
+            "hard_source": HARD_SOURCE,
         }
 
     @classmethod
@@ -90,7 +94,12 @@ def build_candidate_sets(
         rng.shuffle(others)
         others.sort(key=lambda c: abs(bucket_of[c] - target_bucket))  # stable: random within a bucket
         negatives.append([int(c) for c in others[:n_negatives]])
-        same = [add(i, t.text) for t in (*inst.context, *inst.targets[1:]) if t.text != inst.targets[0].text]
+        role = inst.targets[0].role
+        same = [
+            add(i, t.text)
+            for t in (*inst.targets[1:], *inst.later)
+            if t.role == role and len(t.words) >= 3 and t.text != inst.targets[0].text
+        ]
         same = list(dict.fromkeys(same))
         rng.shuffle(same)
         hard.append([int(c) for c in same[:N_HARD]])
@@ -126,7 +135,7 @@ class RetrievalJudge:
         for q_emb, q_text in zip(query_embeddings, query_texts, strict=False):
             dense = self.emb[cands] @ q_emb
             r10, r100, mrr = _rank_metrics(dense, 9)
-            hard_r1 = _rank_metrics(self.emb[hard] @ q_emb, len(hard) - 1)[0]
+            hard_r1 = _rank_metrics(self.emb[hard] @ q_emb, len(hard) - 1)[0] if len(hard) > 1 else np.nan
             tokens = bm25_tokens(q_text)
             sparse = self.bm25.get_batch_scores(tokens, cands) if tokens else np.zeros(len(cands))
             b10, b100, bmrr = _rank_metrics(np.asarray(sparse), 9)

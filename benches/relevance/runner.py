@@ -29,7 +29,7 @@ from benches.relevance.data import (
 from benches.relevance.encoder import MiniLM
 from benches.relevance.judges import auprc, j4_labels, j4_metrics, silver_labels
 from benches.relevance.lm import LMConfig, fit_cache_weight
-from benches.relevance.retrieval import CandidateSets, RetrievalJudge, build_candidate_sets
+from benches.relevance.retrieval import HARD_SOURCE, CandidateSets, RetrievalJudge, build_candidate_sets
 from benches.relevance.sanity import sanity_checks
 from benches.relevance.scorers import OracleScorer, Scorer, baseline_scorers, is_content, norm_word
 from benches.relevance.synthetic import task_dialogues
@@ -39,7 +39,8 @@ log = logging.getLogger("benches.relevance")
 BOUNDS = ("0", "1")
 # Version of a track evaluation's fields; an older cached evaluation is recomputed.
 # 2: J2 also under the judge with a unigram cache (``j2c_*``); the kept word indices (``kept_idx``).
-EVAL_SCHEMA = 2
+# 3: J1's hard set drawn from the turns after the cut (``j1_hard_r1``; NaN without one).
+EVAL_SCHEMA = 3
 
 
 SIZE_FIELDS = ("test_per_track", "long_per_track", "n_j4", "n_resamples", "lm_seeds")
@@ -115,6 +116,7 @@ def _instance_to_json(inst: Instance) -> dict:
         "n_pieces": inst.n_pieces,
         "context": [[t.role, list(t.words)] for t in inst.context],
         "targets": [[t.role, list(t.words)] for t in inst.targets],
+        "later": [[t.role, list(t.words)] for t in inst.later],
     }
 
 
@@ -125,6 +127,7 @@ def _instance_from_json(d: dict) -> Instance:
         _turns_from_json(d["targets"]),
         d["track"],
         d["n_pieces"],
+        later=_turns_from_json(d.get("later", [])),
     )
 
 
@@ -177,7 +180,8 @@ class Benchmark:
                 "tfidf_docs": [list(t.words) for c in convs["train_a"][: s.lm_train_convs] for t in c.turns],
             }
 
-        data = cached_json(split_path, build_splits)
+        # splits made before instances kept their later turns are rebuilt (same cuts, same seeds)
+        data = cached_json(split_path, build_splits, lambda d: all("later" in i for i in d["test"]))
         log.info("data ready: %d test instances", len(data["test"]))
         self.train_roots = set(data["train_roots"])
         self.instances = {
@@ -221,6 +225,7 @@ class Benchmark:
                 cached_json(
                     self.dir / f"candidates_{track}.json",
                     lambda p=pool: build_candidate_sets(p, s.seed).to_json(),
+                    lambda d: d.get("hard_source") == HARD_SOURCE,
                 )
             )
             emb = cached_array(

@@ -121,6 +121,29 @@ def test_candidate_sets_exclude_own_conversation_and_retrieve_by_bm25():
     assert m["j1b_r1_10"] == 0.0  # an empty query ties everything: no hit
 
 
+def test_hard_set_comes_from_later_user_turns_never_from_the_context():
+    ctx = (T("user", "book a table tonight please"), T("assistant", "for how many people then"))
+    tgt = (
+        T("user", "for four people at eight"),
+        T("assistant", "done, table for four"),
+        T("user", "can we move it to nine"),
+        T("assistant", "moved to nine"),
+    )
+    later = (T("user", "also add a high chair"), T("assistant", "added"), T("user", "ok"))
+    with_later = Instance("h", ctx, tgt, later=later)
+    none_after = Instance("n", ctx, tgt[:2])  # no user turn after t
+    sets = build_candidate_sets([with_later, none_after, *_toy_instances(3)], seed=0, n_negatives=3)
+    hard = {sets.texts[c] for c in sets.hard[0]}
+    # the later user turns with >= 3 words; no context turn, no assistant turn, not turn t itself
+    assert hard == {"can we move it to nine", "also add a high chair"}
+    assert sets.hard[1] == [] and sets.to_json()["hard_source"] == "future"
+    emb = np.random.default_rng(0).normal(size=(len(sets.texts), 8)).astype(np.float32)
+    judge = RetrievalJudge(sets, emb)
+    q = emb[sets.positive[0]]
+    assert judge.evaluate(0, q[None], ["x"], q)[0]["j1_hard_r1"] == 1.0
+    assert math.isnan(judge.evaluate(1, q[None], ["x"], q)[0]["j1_hard_r1"])  # no hard set: no score
+
+
 # ---- budgets ----
 def test_budgets_are_floor_of_ratio_and_capped_words():
     assert budget_words(10, ratio=0.25) == 2 and budget_words(29, ratio=0.1) == 2
@@ -193,6 +216,14 @@ def test_splits_are_hash_based_and_cut_is_seeded():
     assert len(inst.context) == 4 and inst.track == "primary"
     assert make_instance(conv, 0, lambda text: 50) is None  # no track below 128 pieces
     assert make_instance(conv, 0, lambda text: 600).track == "long"
+    assert inst.later == ()  # nothing after t+3
+    words = ["a b c", "x", "one two three", "y", "go", "z", "ok", "w"]
+    longer = Conversation(
+        "l", tuple(T("user" if k % 2 == 0 else "assistant", w) for k, w in enumerate(words))
+    )
+    cut = make_instance(longer, seed=0, count_pieces=lambda text: 200)  # the only cut: t = 2
+    assert [t.text for t in cut.targets] == ["one two three", "y", "go", "z"]
+    assert [t.text for t in cut.later] == ["ok", "w"]  # kept for J1's hard set
 
 
 # ---- scorers ----
