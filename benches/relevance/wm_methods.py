@@ -60,13 +60,15 @@ class WorldModelMethod:
         return np.nan_to_num(scores)
 
 
-def recent_tag(method: str) -> str:
-    """``-recent<r>`` when the method's balancer keeps a recent window (cached results must not be
-    reused across recent shares), else "" (so results from before recent shares stay valid)."""
+def shares_tag(method: str) -> str:
+    """``-r<s>`` / ``-recent<r>`` for the reserved and recent budget shares of the method's balancer, so
+    cached results are never reused across shares; "" for a share of 0 (earlier results stay valid)."""
     from arrcoc.compress import balancer_for
 
-    share = balancer_for(method).recent_share
-    return f"-recent{share}" if share else ""
+    b = balancer_for(method)
+    return (f"-r{b.reserved_share}" if b.reserved_share else "") + (
+        f"-recent{b.recent_share}" if b.recent_share else ""
+    )
 
 
 def model_fingerprint(model: Any) -> str:
@@ -108,7 +110,7 @@ def world_model_scorers(
         if base in HEAD_METHODS:
             out.append(ReuseMethod(model, m, limit, every if base == "reuse" else tracks, tag))
         else:
-            out.append(WorldModelMethod(model, m, limit, tracks, tag + recent_tag(m)))
+            out.append(WorldModelMethod(model, m, limit, tracks, tag + shares_tag(m)))
     return out
 
 
@@ -181,5 +183,4 @@ class ReuseMethod(WorldModelMethod):
             t = b.tensions
             dials = f"{t.compress_particularize}-{t.exploit_explore}-{t.focus_diversify}"
             mix = f"-w{scorer.hybrid_fast_weight}-t{dials}" + ("-peaks" if b.keep_peaks else "")
-            mix += f"-r{b.reserved_share}" if b.reserved_share else ""  # share 0: earlier results stay valid
-        self.fingerprint = f"{self.fingerprint}-{model_fingerprint(head)}{mix}{recent_tag(self.method)}"
+        self.fingerprint = f"{self.fingerprint}-{model_fingerprint(head)}{mix}{shares_tag(self.method)}"
