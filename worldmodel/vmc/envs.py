@@ -5,7 +5,9 @@ and the map from controller outputs in (-1, 1) to the action vector fed to the e
 to the MDN-RNN:
 
 - ``carracing``: gymnasium ``CarRacing-v3`` (96x96 frames resized), action
-  ``[steer, gas, brake]`` with gas and brake clipped to [0, 1]; 3 controller outputs.
+  ``[steer, gas, brake]`` mapped as in Ha & Schmidhuber's code: steer = out, gas = (out + 1) / 2,
+  brake = out clipped to [0, 1] (so a controller at zero drives at half throttle); 3 controller
+  outputs. ``stall_reward``: the reward of a frame that reaches no new tile.
 - ``take_cover``: VizDoom ``take_cover`` (160x120 frames resized), buttons
   ``[MOVE_LEFT, MOVE_RIGHT]``; one controller output, left below -1/3, right above 1/3
   (the paper's discretisation); +1 reward per tic alive, at most 2100 tics. Its random
@@ -37,6 +39,7 @@ def resize(frame: np.ndarray) -> np.ndarray:
 
 class CarRacing:
     action_dim, controller_dim, max_steps = 3, 3, 1000
+    stall_reward = -0.1
 
     def __init__(self) -> None:
         import gymnasium as gym
@@ -54,7 +57,7 @@ class CarRacing:
     @staticmethod
     def action_map(out: Tensor) -> Tensor:
         """``[N, 3]`` tanh outputs -> ``[N, 3]`` ``[steer, gas, brake]``."""
-        return torch.cat([out[:, :1], out[:, 1:].clamp(min=0.0)], -1)
+        return torch.cat([out[:, :1], (out[:, 1:2] + 1.0) / 2.0, out[:, 2:].clamp(min=0.0)], -1)
 
     def random_action(self, rng: np.random.Generator, prev: np.ndarray | None) -> np.ndarray:
         """Actions held for a few steps with a bias to accelerate, so the car moves."""
@@ -68,6 +71,7 @@ class CarRacing:
 
 class TakeCover:
     action_dim, controller_dim, max_steps = 2, 1, 2100
+    stall_reward = 0.0  # every tic alive pays +1: an episode never stalls
 
     def __init__(self, hold_max: int = 10) -> None:
         import vizdoom

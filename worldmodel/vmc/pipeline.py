@@ -17,7 +17,9 @@ writer and returns a JSON-able summary.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +30,12 @@ from torch import Tensor
 from worldmodel.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
 from worldmodel.config import config_to_dict
 from worldmodel.run import package_version, progress, seed_everything
-from worldmodel.vmc.cmaes import evolve
+from worldmodel.vmc.cmaes import Fitness, evolve
 from worldmodel.vmc.controller import LinearController
 from worldmodel.vmc.dream import DreamConfig, dream_returns, evolve_controller
-from worldmodel.vmc.envs import make_vmc_env
+from worldmodel.vmc.envs import ENVS, make_vmc_env
 from worldmodel.vmc.mdn_rnn import MDNRNN
+from worldmodel.vmc.real import RealPool, lockstep_returns
 from worldmodel.vmc.rollouts import rollouts
 from worldmodel.vmc.vae import ConvVAE, frames_to_input
 
@@ -72,6 +75,8 @@ class VMCConfig:
     extra_data: str = ""  # comma-separated .npz rollouts (save_rollouts) added to step 1's for V and M
     hold_max: int = 10  # take_cover: the random policy holds each action 1 to hold_max steps
     controller_env: str = "dream"  # where CMA-ES scores C: "dream" (M) or "real" (the environment)
+    workers: int = 1  # processes that play the real episodes of CMA-ES (controller_env=real)
+    patience: int = 0  # real CMA-ES episodes end after this many steps without reward (0: never)
     dream: DreamConfig = field(default_factory=DreamConfig)
 
     def __post_init__(self) -> None:
@@ -82,6 +87,8 @@ class VMCConfig:
         rollouts = (self.dream.rollouts, self.dream.eval_rollouts)
         if self.controller_env == "real" and not all(0 < r < 1_000 for r in rollouts):
             raise ValueError("real-environment CMA-ES needs 0 < rollouts, eval_rollouts < 1000")
+        if self.workers < 1 or self.patience < 0:
+            raise ValueError(f"need workers >= 1 and patience >= 0, got {self.workers} and {self.patience}")
 
 
 def train_vae(frames: np.ndarray, cfg: VMCConfig) -> tuple[ConvVAE, list[dict[str, float]]]:
@@ -187,7 +194,6 @@ def train_mdn(
     return mdn.eval(), history
 
 
-@torch.no_grad()
 def evaluate_real(
     env: Any,
     vae: ConvVAE,
@@ -201,19 +207,17 @@ def evaluate_real(
     """Step 5. Real returns of the controller ``params [n]`` (``None``: uniformly random
     controller outputs, the random-policy baseline), one episode per seed ``seed + i``, each
     of at most ``max_steps`` steps (``None``: the environment's limit)."""
+    if params is not None:
+        models = (vae, mdn, controller, params[None])
+        return [lockstep_returns([env], *models, [seed + ep], max_steps)[0] for ep in range(episodes)]
     rng = np.random.default_rng(seed)
     returns = []
-    for ep in range(episodes):
-        frame, state, total = env.reset(seed + ep), mdn.initial_state(1), 0.0
-        h = torch.zeros(1, mdn.hidden)
+    for ep in range(episodes):  # the random policy needs neither V nor M
+        env.reset(seed + ep)
+        total = 0.0
         for _ in range(env.max_steps if max_steps is None else min(max_steps, env.max_steps)):
-            if params is None:  # the random policy needs neither V nor M
-                action = env.action_map(torch.as_tensor(rng.uniform(-1, 1, (1, controller.out_dim))).float())
-            else:
-                z = vae.encode(frames_to_input(torch.as_tensor(frame)))[0]
-                action = env.action_map(controller(params[None], torch.cat([z, h], -1)[None])[0])
-                _, _, _, h, state = mdn.step(z, action, state)
-            frame, reward, done = env.step(action[0].numpy())
+            action = env.action_map(torch.as_tensor(rng.uniform(-1, 1, (1, controller.out_dim))).float())
+            _, reward, done = env.step(action[0].numpy())
             total += reward
             if done:
                 break
@@ -221,22 +225,28 @@ def evaluate_real(
     return returns
 
 
-def real_fitness(env: Any, vae: ConvVAE, mdn: MDNRNN, controller: LinearController, cfg: VMCConfig):
+def env_factory(cfg: VMCConfig, env: Any) -> Callable[[], Any]:
+    """What builds more environments like ``env``: `make_vmc_env` for the paper's two, else
+    ``env``'s class called without arguments (a user's own environment)."""
+    return partial(make_vmc_env, cfg.env, cfg.hold_max) if cfg.env in ENVS else type(env)
+
+
+def real_fitness(pool: RealPool, cfg: VMCConfig) -> Fitness:
     """CMA-ES fitness in the real environment: candidate ``p`` of ``params [P, n]`` gets its mean
     return over ``rollouts`` (< 1,000, checked by `VMCConfig`) episodes of at most
     ``cfg.dream.horizon`` steps (training sees shorter episodes than the evaluation's full ones
-    when the horizon is below the env's limit). A generation's candidates share its episode seeds
+    when the horizon is below the env's limit), all played by ``pool`` in lockstep, stalled ones
+    cut after ``cfg.patience`` steps. A generation's candidates share its episode seeds
     (common random numbers): blocks of 1,000 from ``1,000,000 * (1 + cfg.seed)`` on, apart from the
     rollout and evaluation seeds."""
     calls = iter(range(1_000_000 * (1 + cfg.seed), 2**31, 1_000))
 
     def fitness(params: torch.Tensor, rollouts: int) -> torch.Tensor:
-        seed = next(calls)
-        returns = [
-            np.mean(evaluate_real(env, vae, mdn, controller, p, rollouts, seed, cfg.dream.horizon))
-            for p in params
-        ]
-        return torch.tensor(returns, dtype=torch.float32)
+        first = next(calls)
+        seeds = [first + r for r in range(rollouts)] * len(params)
+        episodes = params.repeat_interleave(rollouts, 0)
+        returns = pool.returns(episodes, seeds, cfg.dream.horizon, cfg.patience)
+        return torch.tensor(returns, dtype=torch.float32).reshape(len(params), rollouts).mean(1)
 
     return fitness
 
@@ -254,8 +264,10 @@ def evolve_c(
     """Step 4: C's parameters ``[n]`` by CMA-ES (from ``x0``, default zeros) scored in M's dream or,
     with ``controller_env=real``, on real returns; and the summary of the search."""
     if cfg.controller_env == "real":
-        fitness = real_fitness(env, vae, mdn, controller, cfg)
-        found, history = evolve(controller.num_params, fitness, dream_cfg, "CMA-ES in the real env", x0)
+        threads = max(1, cfg.threads // cfg.workers)  # per process: the tensors are small
+        with RealPool(env_factory(cfg, env), vae, mdn, controller, cfg.workers, threads) as pool:
+            fitness = real_fitness(pool, cfg)
+            found, history = evolve(controller.num_params, fitness, dream_cfg, "CMA-ES in the real env", x0)
     else:
         found, history = evolve_controller(mdn, controller, start_z, env.action_map, dream_cfg, x0)
     summary = {  # returns where C was scored: M's dream or the real environment
