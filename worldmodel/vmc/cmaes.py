@@ -46,7 +46,8 @@ def evolve(
         return fitness(torch.as_tensor(np.atleast_2d(params), dtype=torch.float32), rollouts)
 
     history, best, best_score = [], x0.copy(), -float("inf")
-    for gen in progress(range(config.generations), desc=desc):
+    bar = progress(range(config.generations), desc=desc)
+    for gen in bar:
         solutions = es.ask()
         returns = score(np.stack(solutions), config.rollouts)
         es.tell(solutions, (-returns).tolist())
@@ -61,4 +62,5 @@ def evolve(
             if row["evaluated"] > best_score:
                 best, best_score = np.array(es.result.xfavorite), row["evaluated"]
         history.append(row)
+        bar.set_postfix(mean=f"{row['mean']:.1f}", best=f"{row['best']:.1f}", kept=f"{best_score:.1f}")
     return best, history
