@@ -225,12 +225,16 @@ def test_run_vmc_end_to_end_on_fake_env(tmp_path) -> None:
     assert all(torch.equal(reloaded["vae"][k], state["vae"][k]) for k in state["vae"])
 
 
-def test_controller_evolved_on_real_returns_beats_random(tmp_path) -> None:
-    """``controller_env="real"`` (the paper's CarRacing recipe): CMA-ES scores C in the environment.
-    The fake env pays the action, so the best controller outputs +1 at every step (return 12)."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_controller_evolved_on_real_returns_beats_random(tmp_path, workers) -> None:
+    """``controller_env="real"`` (the paper's CarRacing recipe): CMA-ES scores C in the environment,
+    on one or two processes. The fake env pays the action, so the best controller outputs +1 at
+    every step (return 12)."""
     dream = DreamConfig(generations=8, population=8, rollouts=1, horizon=12, sigma0=0.5, eval_every=4)
     small = {"z_dim": 4, "vae_epochs": 1, "hidden": 8, "mdn_epochs": 1, "mdn_seq_len": 6, "eval_episodes": 3}
-    cfg = VMCConfig(env="fake", episodes=4, max_steps=12, controller_env="real", dream=dream, **small)
+    cfg = VMCConfig(
+        env="fake", episodes=4, max_steps=12, controller_env="real", workers=workers, dream=dream, **small
+    )
     summary = run_vmc(cfg, tmp_path, env=FakeEnv())
     assert summary["cmaes"]["scored_in"] == "real" and "4_evolve_C_in_real" in summary["seconds"]
     real = summary["real_return"]
@@ -241,6 +245,8 @@ def test_controller_evolved_on_real_returns_beats_random(tmp_path) -> None:
         VMCConfig(controller_env="moon")
     with pytest.raises(ValueError, match="rollouts, eval_rollouts < 1000"):  # at configuration time
         VMCConfig(controller_env="real", dream=DreamConfig(rollouts=1000))
+    with pytest.raises(ValueError, match="workers >= 1 and patience >= 0, got 0 and 0"):
+        VMCConfig(workers=0)
 
 
 def test_unknown_env() -> None:
@@ -327,6 +333,13 @@ def test_vae_frames_and_mdn_init(tmp_path, monkeypatch) -> None:
     assert again["mdn"] == {"loaded": ckpt}
     first, second = load_checkpoint(ckpt)[0], load_checkpoint(tmp_path / "b" / "vmc.safetensors")[0]
     assert all(torch.equal(first["mdn"][k], second["mdn"][k]) for k in first["mdn"])
+    # controller_init: CMA-ES starts at that C (a tiny step size keeps it there)
+    tiny_steps = replace(cfg.dream, sigma0=1e-9)
+    warm = replace(cfg, vae_init=ckpt, vae_epochs=0, mdn_init=ckpt, mdn_epochs=0, controller_init=ckpt)
+    run_vmc(replace(warm, dream=tiny_steps), tmp_path / "c", env=FakeEnv())
+    third = load_checkpoint(tmp_path / "c" / "vmc.safetensors")[0]
+    assert first["controller"].abs().max() > 0.01
+    torch.testing.assert_close(third["controller"], first["controller"], atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("bias, flagged", [(10.0, 1.0), (-10.0, 0.0)])

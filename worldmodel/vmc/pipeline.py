@@ -71,6 +71,7 @@ class VMCConfig:
     vae_init: str = ""  # a vmc.safetensors whose V starts step 2 (vae_epochs=0: use it as is)
     vae_frames: int = 0  # V trains on this many frames drawn at random from the rollouts (0: all)
     mdn_init: str = ""  # a vmc.safetensors whose M starts step 3 (mdn_epochs=0: use it as is)
+    controller_init: str = ""  # a vmc.safetensors whose C is the mean CMA-ES starts from (step 4)
     data_cache: str = ""  # an .npz of step 1's rollouts: loaded if it exists, else written there
     extra_data: str = ""  # comma-separated .npz rollouts (save_rollouts) added to step 1's for V and M
     hold_max: int = 10  # take_cover: the random policy holds each action 1 to hold_max steps
@@ -312,7 +313,8 @@ def run_vmc(cfg: VMCConfig, logdir: str | Path, env: Any = None) -> dict[str, An
         lap("3_train_M")
         controller = LinearController(cfg.z_dim + cfg.hidden, env.controller_dim)
         start_z = torch.stack([mu[0] for mu, _ in latents])
-        params, cmaes = evolve_c(env, vae, mdn, controller, start_z, cfg, cfg.dream)
+        x0 = load_checkpoint(cfg.controller_init)[0]["controller"].numpy() if cfg.controller_init else None
+        params, cmaes = evolve_c(env, vae, mdn, controller, start_z, cfg, cfg.dream, x0)
         dream = (start_z, env.action_map, cfg.dream.horizon, cfg.dream.tau, cfg.dream.done, cfg.dream.lives)
         final_dream = dream_returns(mdn, controller, params[None], *dream)
         zero_dream = dream_returns(mdn, controller, torch.zeros(1, controller.num_params), *dream)
