@@ -232,21 +232,22 @@ def env_factory(cfg: VMCConfig, env: Any) -> Callable[[], Any]:
     return partial(make_vmc_env, cfg.env, cfg.hold_max) if cfg.env in ENVS else type(env)
 
 
-def real_fitness(pool: RealPool, cfg: VMCConfig) -> Fitness:
+def real_fitness(pool: RealPool, cfg: VMCConfig, dream_cfg: Any) -> Fitness:
     """CMA-ES fitness in the real environment: candidate ``p`` of ``params [P, n]`` gets its mean
     return over ``rollouts`` (< 1,000, checked by `VMCConfig`) episodes of at most
-    ``cfg.dream.horizon`` steps (training sees shorter episodes than the evaluation's full ones
+    ``dream_cfg.horizon`` steps (training sees shorter episodes than the evaluation's full ones
     when the horizon is below the env's limit), all played by ``pool`` in lockstep, stalled ones
     cut after ``cfg.patience`` steps. A generation's candidates share its episode seeds
-    (common random numbers): blocks of 1,000 from ``1,000,000 * (1 + cfg.seed)`` on, apart from the
-    rollout and evaluation seeds."""
-    calls = iter(range(1_000_000 * (1 + cfg.seed), 2**31, 1_000))
+    (common random numbers): blocks of 1,000 from ``1,000,000 * (1 + cfg.seed + dream_cfg.seed)``
+    on, apart from the rollout and evaluation seeds (iterative training's searches differ in
+    ``dream_cfg.seed``)."""
+    calls = iter(range(1_000_000 * (1 + cfg.seed + dream_cfg.seed), 2**31, 1_000))
 
     def fitness(params: torch.Tensor, rollouts: int) -> torch.Tensor:
         first = next(calls)
-        seeds = [first + r for r in range(rollouts)] * len(params)
+        seeds = [first + r for r in range(rollouts)] * len(params)  # candidate-major, as below
         episodes = params.repeat_interleave(rollouts, 0)
-        returns = pool.returns(episodes, seeds, cfg.dream.horizon, cfg.patience)
+        returns = pool.returns(episodes, seeds, dream_cfg.horizon, cfg.patience)
         return torch.tensor(returns, dtype=torch.float32).reshape(len(params), rollouts).mean(1)
 
     return fitness
@@ -265,9 +266,8 @@ def evolve_c(
     """Step 4: C's parameters ``[n]`` by CMA-ES (from ``x0``, default zeros) scored in M's dream or,
     with ``controller_env=real``, on real returns; and the summary of the search."""
     if cfg.controller_env == "real":
-        threads = max(1, cfg.threads // cfg.workers)  # per process: the tensors are small
-        with RealPool(env_factory(cfg, env), vae, mdn, controller, cfg.workers, threads) as pool:
-            fitness = real_fitness(pool, cfg)
+        with RealPool(env_factory(cfg, env), vae, mdn, controller, cfg.workers) as pool:
+            fitness = real_fitness(pool, cfg, dream_cfg)
             found, history = evolve(controller.num_params, fitness, dream_cfg, "CMA-ES in the real env", x0)
     else:
         found, history = evolve_controller(mdn, controller, start_z, env.action_map, dream_cfg, x0)
