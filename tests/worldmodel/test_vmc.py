@@ -27,7 +27,8 @@ from worldmodel.vmc import (
 )
 from worldmodel.vmc.diagnose import constant_params, v_and_m_report
 from worldmodel.vmc.envs import TakeCover, VMCEnvError, make_vmc_env
-from worldmodel.vmc.pipeline import sequence_chunks
+from worldmodel.vmc.evaluate import evaluate_run
+from worldmodel.vmc.pipeline import EVAL_SEED_OFFSET, sequence_chunks
 from worldmodel.vmc.rollouts import rollouts
 from worldmodel.vmc.vae import kl_to_standard_normal
 
@@ -241,6 +242,11 @@ def test_controller_evolved_on_real_returns_beats_random(tmp_path, workers) -> N
     mean = real["controller"]["mean"]
     assert mean > 6.0 and mean > real["random_policy"]["mean"] + 4.0
     assert summary["cmaes"]["last_generation_mean"] > summary["cmaes"]["first_generation_mean"]
+    # step 5 on two processes plays the same episodes as the one-episode loop
+    again = evaluate_run(tmp_path, cfg.eval_episodes, EVAL_SEED_OFFSET, env=FakeEnv())
+    assert again["real_return"]["mean"] == pytest.approx(
+        summary["real_return"]["controller"]["mean"], abs=1e-5
+    )
     with pytest.raises(ValueError, match="controller_env='moon'.*dream, real"):
         VMCConfig(controller_env="moon")
     with pytest.raises(ValueError, match="rollouts, eval_rollouts < 1000"):  # at configuration time
@@ -321,15 +327,25 @@ def test_vae_frames_and_mdn_init(tmp_path, monkeypatch) -> None:
     loss = ConvVAE.loss
     monkeypatch.setattr(ConvVAE, "loss", lambda self, x: (seen.append(len(x)), loss(self, x))[1])
     cfg = VMCConfig(
-        env="fake", episodes=3, max_steps=12, z_dim=4, vae_epochs=1, vae_batch=4, vae_frames=8,
-        hidden=8, mdn_epochs=1, mdn_seq_len=6, eval_episodes=1,
+        env="fake",
+        episodes=3,
+        max_steps=12,
+        z_dim=4,
+        vae_epochs=1,
+        vae_batch=4,
+        vae_frames=8,
+        hidden=8,
+        mdn_epochs=1,
+        mdn_seq_len=6,
+        eval_episodes=1,
         dream=DreamConfig(generations=1, population=4, rollouts=2, horizon=3),
     )
     summary = run_vmc(cfg, tmp_path / "a", env=FakeEnv())
     assert summary["vae"]["vae/recon"] > 0 and seen == [4, 4]  # 8 of the 39 frames, in batches of 4
     ckpt = str(tmp_path / "a" / "vmc.safetensors")
-    again = run_vmc(replace(cfg, vae_init=ckpt, vae_epochs=0, mdn_init=ckpt, mdn_epochs=0), tmp_path / "b",
-                    env=FakeEnv())
+    again = run_vmc(
+        replace(cfg, vae_init=ckpt, vae_epochs=0, mdn_init=ckpt, mdn_epochs=0), tmp_path / "b", env=FakeEnv()
+    )
     assert again["mdn"] == {"loaded": ckpt}
     first, second = load_checkpoint(ckpt)[0], load_checkpoint(tmp_path / "b" / "vmc.safetensors")[0]
     assert all(torch.equal(first["mdn"][k], second["mdn"][k]) for k in first["mdn"])
@@ -351,8 +367,11 @@ def test_diagnose_reads_m_done_probability(bias, flagged) -> None:
         mdn.done.bias.fill_(bias)
     rng = np.random.default_rng(0)
     data = [
-        {"frames": rng.integers(0, 255, (t + 1, 64, 64, 3), dtype=np.uint8),
-         "actions": np.zeros((t, 2), np.float32), "dones": np.eye(1, t, t - 1, dtype=np.float32)[0]}
+        {
+            "frames": rng.integers(0, 255, (t + 1, 64, 64, 3), dtype=np.uint8),
+            "actions": np.zeros((t, 2), np.float32),
+            "dones": np.eye(1, t, t - 1, dtype=np.float32)[0],
+        }
         for t in (9, 12)
     ]
     report = v_and_m_report(vae, mdn, data, k=3)

@@ -325,7 +325,12 @@ def run_vmc(cfg: VMCConfig, logdir: str | Path, env: Any = None) -> dict[str, An
             meta={"config": config_to_dict(cfg)},
         )
         episodes = (cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
-        real = evaluate_real(env, vae, mdn, controller, params, *episodes)
+        if cfg.workers > 1:  # the same episodes, played in lockstep on several processes
+            with RealPool(env_factory(cfg, env), vae, mdn, controller, cfg.workers) as pool:
+                seeds = [episodes[1] + ep for ep in range(episodes[0])]
+                real = pool.returns(params.expand(len(seeds), -1), seeds, None)
+        else:
+            real = evaluate_real(env, vae, mdn, controller, params, *episodes)
         random = evaluate_real(env, vae, mdn, controller, None, *episodes)
         lap("5_transfer_to_real")
     finally:
