@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from vmc_fakes import FakeEnv, tiny_config
 
-from worldmodel.checkpoint import load_checkpoint
+from worldmodel.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from worldmodel.run import package_version
 from worldmodel.vmc import (
     MDNRNN,
@@ -356,6 +356,11 @@ def test_vae_frames_and_mdn_init(tmp_path, monkeypatch) -> None:
     third = load_checkpoint(tmp_path / "c" / "vmc.safetensors")[0]
     assert first["controller"].abs().max() > 0.01
     torch.testing.assert_close(third["controller"], first["controller"], atol=1e-6, rtol=0)
+    save_checkpoint(tmp_path / "v_only.safetensors", {"vae": first["vae"]})
+    with pytest.raises(CheckpointError, match="v_only.safetensors holds no controller C"):
+        run_vmc(
+            replace(warm, controller_init=str(tmp_path / "v_only.safetensors")), tmp_path / "d", env=FakeEnv()
+        )
 
 
 @pytest.mark.parametrize("bias, flagged", [(10.0, 1.0), (-10.0, 0.0)])

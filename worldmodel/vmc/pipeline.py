@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from worldmodel.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
+from worldmodel.checkpoint import CheckpointError, atomic_write_json, load_checkpoint, save_checkpoint
 from worldmodel.config import config_to_dict
 from worldmodel.run import package_version, progress, seed_everything
 from worldmodel.vmc.cmaes import Fitness, evolve
@@ -226,6 +226,14 @@ def evaluate_real(
     return returns
 
 
+def saved_controller(path: str | Path) -> np.ndarray:
+    """C's parameters ``[n]`` from a run's ``vmc.safetensors`` (`CheckpointError` if it has none)."""
+    state = load_checkpoint(path)[0]
+    if "controller" not in state:
+        raise CheckpointError(f"{path} holds no controller C to start CMA-ES from")
+    return state["controller"].float().reshape(-1).numpy()
+
+
 def env_factory(cfg: VMCConfig, env: Any) -> Callable[[], Any]:
     """What builds more environments like ``env``: `make_vmc_env` for the paper's two, else
     ``env``'s class called without arguments (a user's own environment)."""
@@ -313,7 +321,7 @@ def run_vmc(cfg: VMCConfig, logdir: str | Path, env: Any = None) -> dict[str, An
         lap("3_train_M")
         controller = LinearController(cfg.z_dim + cfg.hidden, env.controller_dim)
         start_z = torch.stack([mu[0] for mu, _ in latents])
-        x0 = load_checkpoint(cfg.controller_init)[0]["controller"].numpy() if cfg.controller_init else None
+        x0 = saved_controller(cfg.controller_init) if cfg.controller_init else None
         params, cmaes = evolve_c(env, vae, mdn, controller, start_z, cfg, cfg.dream, x0)
         dream = (start_z, env.action_map, cfg.dream.horizon, cfg.dream.tau, cfg.dream.done, cfg.dream.lives)
         final_dream = dream_returns(mdn, controller, params[None], *dream)
