@@ -9,7 +9,7 @@ generation over worker processes (one per core).
 ``patience`` (training episodes only) ends an episode whose last ``patience`` rewards were
 all <= 0 and charges the environment's ``stall_reward`` (CarRacing's -0.1 per frame) for each
 remaining step: the return the episode would have if no further reward came. A car parked
-on the grass costs a few dozen steps instead of a thousand.
+on the grass costs ``patience`` steps instead of a thousand.
 """
 
 from __future__ import annotations
