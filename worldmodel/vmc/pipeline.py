@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -204,17 +205,22 @@ def evaluate_real(
     episodes: int,
     seed: int,
     max_steps: int | None = None,
+    pool: RealPool | None = None,
 ) -> list[float]:
     """Step 5. Real returns of the controller ``params [n]`` (``None``: uniformly random
     controller outputs, the random-policy baseline), one episode per seed ``seed + i``, each
-    of at most ``max_steps`` steps (``None``: the environment's limit)."""
+    of at most ``max_steps`` steps (``None``: the environment's limit). With a ``pool``, C's
+    episodes play in lockstep on its processes instead of one at a time in ``env``."""
+    seeds = [seed + ep for ep in range(episodes)]
+    if params is not None and pool is not None:
+        return pool.returns(params.expand(episodes, -1), seeds, max_steps)
     if params is not None:
         models = (vae, mdn, controller, params[None])
-        return [lockstep_returns([env], *models, [seed + ep], max_steps)[0] for ep in range(episodes)]
+        return [lockstep_returns([env], *models, [s], max_steps)[0] for s in seeds]
     rng = np.random.default_rng(seed)
     returns = []
-    for ep in range(episodes):  # the random policy needs neither V nor M
-        env.reset(seed + ep)
+    for episode_seed in seeds:  # the random policy needs neither V nor M
+        env.reset(episode_seed)
         total = 0.0
         for _ in range(env.max_steps if max_steps is None else min(max_steps, env.max_steps)):
             action = env.action_map(torch.as_tensor(rng.uniform(-1, 1, (1, controller.out_dim))).float())
@@ -333,12 +339,9 @@ def run_vmc(cfg: VMCConfig, logdir: str | Path, env: Any = None) -> dict[str, An
             meta={"config": config_to_dict(cfg)},
         )
         episodes = (cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
-        if cfg.workers > 1:  # the same episodes, played in lockstep on several processes
-            with RealPool(env_factory(cfg, env), vae, mdn, controller, cfg.workers) as pool:
-                seeds = [episodes[1] + ep for ep in range(episodes[0])]
-                real = pool.returns(params.expand(len(seeds), -1), seeds, None)
-        else:
-            real = evaluate_real(env, vae, mdn, controller, params, *episodes)
+        pool = RealPool(env_factory(cfg, env), vae, mdn, controller, cfg.workers) if cfg.workers > 1 else None
+        with pool or nullcontext():
+            real = evaluate_real(env, vae, mdn, controller, params, *episodes, pool=pool)
         random = evaluate_real(env, vae, mdn, controller, None, *episodes)
         lap("5_transfer_to_real")
     finally:
