@@ -38,6 +38,7 @@ import os
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rank_bm25 import BM25Okapi
@@ -117,6 +118,25 @@ def settings_grid() -> list[Setting]:
     ]
 
 
+def dev_bench(world_model: str, cache_dir: str) -> tuple[BenchSettings, Any, Benchmark]:
+    """Settings, the ``hybrid`` method and the prepared benchmark (cached scorer LM, judge, reuse head).
+
+    Dev work reads only seed 0's scorer LM (lm_seeds is not part of the cache key)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    s = BenchSettings(lm_seeds=1)
+    method = world_model_scorers(world_model, ("hybrid",))[0]
+    bench = Benchmark(s, Path(cache_dir), (method,))
+    bench.prepare()
+    return s, method, bench
+
+
+def dev_instances(bench: Benchmark, dev_convs: list, n: int) -> list[Instance]:
+    """The first ``n`` primary-track instances of the dev conversations (the test recipe)."""
+    instances = make_instances(dev_convs, bench.s.seed, bench.encoder.count_pieces)
+    return [i for i in instances if i.track == "primary"][:n]
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-dev", type=int, default=120, help="dev conversations (primary track)")
@@ -125,16 +145,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--cache-dir", default=str(ROOT / "benches" / ".cache" / "relevance"))
     p.add_argument("--out", default=str(ROOT / "benches" / "results" / "relevance_dev_hybrid.json"))
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    # Tuning reads only seed 0's scorer LM (lm_seeds is not part of the cache key).
-    s = BenchSettings(lm_seeds=1)
-    method = world_model_scorers(args.world_model, ("hybrid",))[0]
-    bench = Benchmark(s, Path(args.cache_dir), (method,))
-    bench.prepare()  # loads (or trains) the cached scorer LM, judge and reuse head
-    convs = split_conversations(load_sharegpt(s.max_records))["dev"]
-    dev = [i for i in make_instances(convs, s.seed, bench.encoder.count_pieces) if i.track == "primary"]
-    dev = dev[: args.n_dev]
+    s, method, bench = dev_bench(args.world_model, args.cache_dir)
+    dev = dev_instances(bench, split_conversations(load_sharegpt(s.max_records))["dev"], args.n_dev)
     sets = build_candidate_sets(dev, s.seed)
     bm25 = BM25Okapi([bm25_tokens(t) or ["<empty>"] for t in sets.texts])
     j4_dev = task_dialogues(args.n_j4, "dev", J4_DEV_SEED, s.j4_ask_names_kinds)

@@ -35,7 +35,7 @@ saved candidates (same role, same log2-length bucket, other test conversations),
 among turn t and up to 9 later user turns of the same conversation (t+2 on; never context turns,
 which a full context contains verbatim), over the conversations that have one; J1b the same with
 BM25; J2 NLL of turn t and t..t+2 under a GPT-2 judge trained with its own BPE on train half B
-(512 positions, 800 steps of 8 windows; retention =
+(4 layers x 256, 512 positions, 2400 steps of 8 windows, ~4 passes; retention =
 (NLL_empty - NLL) / (NLL_empty - NLL_full)); J2c the same judge interpolated with a unigram cache of the
 tokens it has read, `p = (1 - w) p_LM + w count(token) / len(history)` (Kuhn & De Mori 1990; Grave et al.
 2017), `w` chosen on half B (`judge_cache.json` in the cache); J3 Spearman

@@ -13,6 +13,7 @@ from benches.relevance import stats
 from benches.relevance.budget import BudgetError, budget_for, budget_words, compress, select_top
 from benches.relevance.cache import cached_array, cached_json
 from benches.relevance.data import Instance, Turn, bench_split, group_conversations, make_instance
+from benches.relevance.judge_check import retention_vs_recency
 from benches.relevance.judges import auprc, j4_metrics, retention, silver_labels
 from benches.relevance.lm import cache_nll, fit_cache_weight
 from benches.relevance.report import merge_random, write_section
@@ -287,6 +288,23 @@ def test_judge_metrics_hand_values():
         (T("user", "lisbon?"), T("user", "x"), T("user", "y"), T("user", "flight")),
     )
     assert silver_labels(silver).tolist() == [False, True, True]  # t..t+3, stop words excluded
+
+
+def test_judge_check_retention_and_difference_to_recency_by_hand():
+    # two conversations; J2 column 0, J2c column 1 (J2c: empty 6, full 4, recency 5, x 4.5 / 4.5)
+    nll = {
+        "empty": np.array([[5.0, 6.0], [5.0, 6.0]]),
+        "full": np.array([[4.0, 4.0], [4.0, 4.0]]),
+        "recency": np.array([[4.5, 5.0], [4.5, 5.0]]),
+        "x": np.array([[4.0, 4.5], [4.4, 4.5]]),
+    }
+    j2 = retention_vs_recency(nll, "x", 0, n_resamples=200)
+    assert j2["retention"] == pytest.approx((5.0 - 4.2) / 1.0)  # retention of the mean NLL
+    assert j2["vs_recency"]["mean"] == pytest.approx(0.8 - 0.5)
+    assert 0.3 <= j2["vs_recency"]["hi"] and j2["vs_recency"]["lo"] <= 0.3
+    j2c = retention_vs_recency(nll, "x", 1, n_resamples=200)
+    assert j2c["retention"] == pytest.approx(0.75)
+    assert j2c["vs_recency"]["lo"] == pytest.approx(0.25) == j2c["vs_recency"]["hi"]  # no spread
 
 
 # ---- report and cache ----
