@@ -137,6 +137,17 @@ def dev_instances(bench: Benchmark, dev_convs: list, n: int) -> list[Instance]:
     return [i for i in instances if i.track == "primary"][:n]
 
 
+def judge_span_nll(judge: Any, contexts: dict, inst: Instance, cache_weights: tuple) -> dict:
+    """``{name: [W]}`` mean NLL of turns t..t+2 per named context and cache weight. Methods often keep
+    the same words: the judge scores each distinct context once."""
+    distinct = {tuple(c): c for c in contexts.values()}
+    span = judge.target_nll(list(distinct.values()), inst.targets[:TARGET_SPAN], cache_weights=cache_weights)[
+        :, :, 1
+    ]
+    by_context = dict(zip(distinct, span, strict=True))
+    return {key: by_context[tuple(c)] for key, c in contexts.items()}
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-dev", type=int, default=120, help="dev conversations (primary track)")
@@ -181,14 +192,8 @@ def main(argv: list[str] | None = None) -> dict:
             tokens = bm25_tokens(render_turns(contexts[key]))
             bm = np.asarray(bm25.get_batch_scores(tokens, cands)) if tokens else np.zeros(len(cands))
             hits[key].append(_rank_metrics(bm, 9)[0])
-        # settings often keep the same words: the judge scores each distinct context once
-        distinct = {tuple(c): c for c in contexts.values()}
-        span = bench.judge.target_nll(
-            list(distinct.values()), inst.targets[:TARGET_SPAN], cache_weights=(cache_weight,)
-        )[:, 0, 1]
-        by_context = dict(zip(distinct, span, strict=True))
-        for key, context in contexts.items():
-            nll[key].append(by_context[tuple(context)])
+        for key, value in judge_span_nll(bench.judge, contexts, inst, (cache_weight,)).items():
+            nll[key].append(value[0])
         logging.info("dev conversation %d / %d", i + 1, len(dev))
     for inst in j4_dev:
         for key, scores in scores_by_name(inst).items():

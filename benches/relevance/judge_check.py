@@ -29,12 +29,11 @@ import numpy as np
 
 from benches.relevance.budget import budget_for, compress, select_top
 from benches.relevance.data import (
-    TARGET_SPAN,
     load_sharegpt,
     render_turns,
     split_conversations,
 )
-from benches.relevance.dev_tuning import dev_bench, dev_instances
+from benches.relevance.dev_tuning import dev_bench, dev_instances, judge_span_nll
 from benches.relevance.lm import SmallLM, fit_cache_weight
 from benches.relevance.scorers import OracleScorer
 from benches.relevance.stats import bootstrap_ci
@@ -85,13 +84,8 @@ def main(argv: list[str] | None = None) -> dict:
         contexts = {"empty": (), "full": inst.context}
         for name, scorer in zip(names, scorers, strict=True):
             contexts[name] = compress(inst, select_top(scorer.score(inst), budget_for("0.25", inst.n_words)))
-        distinct = {tuple(c): c for c in contexts.values()}  # the judge scores each distinct context once
-        span = judge.target_nll(
-            list(distinct.values()), inst.targets[:TARGET_SPAN], cache_weights=(0.0, cache["weight"])
-        )[:, :, 1]
-        by_context = dict(zip(distinct, span, strict=True))
-        for key, context in contexts.items():
-            rows[key].append(by_context[tuple(context)])
+        for key, value in judge_span_nll(judge, contexts, inst, (0.0, cache["weight"])).items():
+            rows[key].append(value)
         logging.info("dev conversation %d / %d", i + 1, len(dev))
     nll = {k: np.asarray(v) for k, v in rows.items()}
     methods = {

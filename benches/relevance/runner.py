@@ -69,6 +69,7 @@ class BenchSettings:
     # over half B). At 2 layers x 128 and 800 steps its dev NLL of turns t..t+2 was 5.03 nats and moved
     # by 0.045 between empty and full context, and recency beat the lexical oracle; at this size 3.93
     # and 0.12, and the oracle beats every method on dev (docs/benchmarks.md, "The J2 judge").
+    # `--judge-compressed 0.5` trains half of it on compressed contexts (docs/benchmarks.md).
     judge: LMConfig = field(
         default_factory=lambda: LMConfig(
             n_layer=4, n_embd=256, n_positions=512, target_tokens=128, steps=2400, batch_size=8, lr=1e-3
