@@ -21,7 +21,7 @@ from benches.relevance.report import (
 )
 from benches.relevance.runner import QUICK, Benchmark, BenchSettings
 from benches.relevance.sanity import SanityError
-from benches.relevance.verdict import seed_summary, verdict
+from benches.relevance.verdict import ceiling, seed_summary, verdict
 from benches.relevance.wm_methods import world_model_scorers
 from worldmodel.checkpoint import atomic_write_json
 from worldmodel.run import package_version
@@ -149,6 +149,8 @@ def main(argv: list[str] | None = None) -> dict:
     summary["comparisons"] = compare(raw, candidate, n, seed)
     summary["verdict_at_0.25"] = verdict(summary["comparisons"])
     summary["seeds"] = seed_summary(summary)
+    if "oracle" in raw["tracks"].get("primary", {}):
+        summary["ceiling_at_0.25"] = ceiling(compare(raw, "oracle", n, seed))
     out = args.out or ROOT / "benches" / "results" / (
         "relevance_quick.json" if args.quick else "relevance.json"
     )

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from benches.relevance import stats
-from benches.relevance.verdict import verdict_lines
+from benches.relevance.verdict import ceiling_lines, verdict_lines
 from worldmodel.checkpoint import atomic_write_text
 
 MARK_START, MARK_END = "<!-- relevance:start -->", "<!-- relevance:end -->"
@@ -106,7 +107,7 @@ def summarise_track(methods: dict, n_resamples: int, seed: int) -> dict:
         if name == "bounds":
             continue
         entry = {"j5_auprc": _ci(res["j5_auprc"], n_resamples, seed), "budgets": {}}
-        for b, rows in res["budgets"].items():
+        for b, rows in _by_size(res["budgets"]):
             cell = {k: _ci(rows[k], n_resamples, seed) for k in TABLE_METRICS}
             n = len(rows["j2_nll_t"])  # a method run on a prefix of the instances is paired on it
             for j2 in J2_JUDGES:
@@ -120,6 +121,11 @@ def summarise_track(methods: dict, n_resamples: int, seed: int) -> dict:
     return out
 
 
+def _by_size(budgets: dict) -> list[tuple[str, Any]]:
+    """Budget items smallest first (``"64w"`` before ``"128w"``), whatever order a cache stored."""
+    return sorted(budgets.items(), key=lambda item: float(item[0].rstrip("w")))
+
+
 def summarise_j4(methods: dict, n_resamples: int, seed: int) -> dict:
     out = {}
     for name, res in merge_random(methods).items():
@@ -127,7 +133,7 @@ def summarise_j4(methods: dict, n_resamples: int, seed: int) -> dict:
             "j4_auprc": _ci(res["j4_auprc"], n_resamples, seed),
             "budgets": {
                 b: {k: _ci(v, n_resamples, seed) for k, v in rows.items()}
-                for b, rows in res["budgets"].items()
+                for b, rows in _by_size(res["budgets"])
             },
         }
     return out
@@ -152,8 +158,8 @@ def compare(raw: dict, candidate: str, n_resamples: int, seed: int) -> list[dict
     """Candidate-minus-baseline differences with CIs and Holm-adjusted p-values.
 
     J2 is compared on NLL of t..t+2 (sign flipped: positive = candidate better) and on
-    retention; J4 on recall@B; J1 / J1b on R@1 of 10. A candidate run on a prefix of the
-    instances is paired with the baselines on that prefix.
+    retention; J4 on recall@B; J1 / J1b on R@1 of 10. A candidate or baseline run on a prefix of
+    the instances is paired with the other on that prefix.
     """
     rows: list[dict] = []
     for track, methods in raw["tracks"].items():
@@ -169,9 +175,11 @@ def compare(raw: dict, candidate: str, n_resamples: int, seed: int) -> list[dict
         for base, res in merged.items():
             if base in ("bounds", "oracle", candidate):
                 continue
+            m = min(n, len(res["root_ids"]))  # either side may have run on a prefix
             for b, cells in res["budgets"].items():
                 cand = merged[candidate]["budgets"][b]
                 for subset, keep in subsets.items():
+                    keep = keep[:m]
                     if keep.sum() < 2:
                         continue
 
@@ -195,8 +203,9 @@ def compare(raw: dict, candidate: str, n_resamples: int, seed: int) -> list[dict
         for base, res in j4.items():
             if base in ("oracle", candidate):
                 continue
+            m = min(n, len(res["root_ids"]))
             for b, cells in res["budgets"].items():
-                a, c = j4[candidate]["budgets"][b]["j4_recall"], cells["j4_recall"][:n]
+                a, c = j4[candidate]["budgets"][b]["j4_recall"][:m], cells["j4_recall"][:m]
                 rows.append(_row("j4", "all", "J4", base, b, _diff(a, c, n_resamples, seed)))
     adjusted = stats.holm([r["p"] for r in rows]) if rows else []
     for r, p in zip(rows, adjusted, strict=True):
@@ -311,7 +320,7 @@ def markdown(summary: dict, command: str, plots: list[str]) -> str:
                 f"| {r['baseline']} | {r['judge']} {METRIC_OF[r['judge']]} | "
                 f"{r['subset']} | {_fmt(cell)} | {r['p_holm']:.3g} |"
             )
-    lines += ["", *verdict_lines(s), ""]
+    lines += ["", *verdict_lines(s), "", *ceiling_lines(s), ""]
     lines += [
         "",
         "Sanity checks: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in s["sanity"].items()),

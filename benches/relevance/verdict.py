@@ -71,6 +71,42 @@ def verdict(rows: list[dict], budget: str = "0.25") -> dict[str, dict]:
     return out
 
 
+def ceiling(oracle_rows: list[dict], budget: str = "0.25") -> dict[str, dict]:
+    """The room the J2 judges leave at ``budget``: the future-lexical oracle minus each other method.
+
+    ``oracle_rows``: `benches.relevance.report.compare` rows with the oracle as candidate. Returns
+    ``{judge_subset: {method: {mean, lo, hi}}}`` of J2 / J2c retention differences (primary track).
+    A baseline the oracle itself does not beat with a CI above zero cannot be beaten on that judge
+    and subset by a method that only matches the oracle's words."""
+    out: dict[str, dict] = {}
+    for r in oracle_rows:
+        if r["budget"] == budget and r["track"] == "primary" and r["judge"] in ("J2", "J2c"):
+            out.setdefault(f"{r['judge'].lower()}_{r['subset']}", {})[r["baseline"]] = r["retention"]
+    return out
+
+
+def ceiling_lines(s: dict) -> list[str]:
+    """Where the oracle's own CI over a method reaches zero (see `ceiling`), in the report's words."""
+    room = s.get("ceiling_at_0.25")
+    if not room:
+        return []
+    out = []
+    for key, rows in room.items():
+        judge, subset = key.split("_", 1)
+        unresolved = [
+            f"`{m}` {d['mean']:+.3f} [{d['lo']:.3f}, {d['hi']:.3f}]" for m, d in rows.items() if d["lo"] <= 0
+        ]
+        if unresolved:
+            out.append(
+                f"- {judge.upper().replace('C', 'c')} retention at 0.25, {subset.replace('_', '-')}: the "
+                f"future-lexical oracle itself is not above {', '.join(unresolved)} "
+                "(oracle minus method, 95% CI)."
+            )
+    if out:
+        out.insert(0, "The room the judges leave (the oracle against every other method, primary track):")
+    return out
+
+
 def verdict_lines(s: dict) -> list[str]:
     """Plain statements of both targets (see `verdict`): J4 + J2 (issue 6), J4 + (J2 or J1b) (protocol)."""
     cand = s["candidate"]

@@ -347,6 +347,33 @@ def test_verdict_applies_issue_and_protocol_rules():
     assert e["wins_j2c"] and not e["wins_j2"] and e["wins"] and not v["recency"]["wins_j2c"]
 
 
+def test_ceiling_keeps_the_oracle_margins_and_names_the_unresolved_methods():
+    from benches.relevance.verdict import ceiling, ceiling_lines
+
+    def row(judge, subset, base, lo, track="primary", budget="0.25"):
+        ret = {"mean": lo + 0.05, "lo": lo, "hi": lo + 0.1}
+        return {
+            "track": track,
+            "subset": subset,
+            "judge": judge,
+            "baseline": base,
+            "budget": budget,
+            "retention": ret,
+        }
+
+    rows = [row("J2", "all", "recency", -0.04), row("J2", "all", "tfidf", 0.3)]
+    rows += [row("J2", "long_range", "recency", 0.01), row("J2c", "all", "recency", 0.2)]
+    rows += [row("J2", "all", "random", -0.5, budget="0.1"), row("J2", "all", "random", -0.5, track="long")]
+    room = ceiling(rows)
+    assert set(room) == {"j2_all", "j2_long_range", "j2c_all"}  # other budgets and tracks dropped
+    assert room["j2_all"]["recency"] == pytest.approx({"mean": 0.01, "lo": -0.04, "hi": 0.06})
+    lines = ceiling_lines({"ceiling_at_0.25": room})
+    assert len(lines) == 2  # heading + J2 all; tfidf and the CIs above zero are not listed
+    assert "J2 retention at 0.25, all" in lines[1] and "`recency` +0.010 [-0.040, 0.060]" in lines[1]
+    assert "tfidf" not in lines[1]
+    assert ceiling_lines({}) == []
+
+
 def test_seed_summary_groups_seeds_of_learned_methods():
     def cell(x):
         return {"mean": x, "lo": x, "hi": x, "n": 3}
@@ -395,23 +422,23 @@ def test_dev_tuning_rule_sums_the_margins_of_settings_ahead_on_both_judges():
     from benches.relevance.dev_tuning import choose, margins
 
     baselines = {
-        "selfinfo": {"j4_recall": 0.80, "j2c_retention": 0.45},
-        "contrast": {"j4_recall": 0.30, "j2c_retention": 0.85},
+        "selfinfo": {"j4_recall": 0.80, "j2_retention": 0.45},
+        "contrast": {"j4_recall": 0.30, "j2_retention": 0.85},
     }
     metrics = {
-        (0.75, 0.2, 0.0): {"j4_recall": 0.62, "j2c_retention": 1.30},  # J2c far ahead, loses J4
-        (0.5, 0.3, 0.0): {"j4_recall": 0.93, "j2c_retention": 0.97},  # +0.13 / +0.12: sum 0.25
-        (0.75, 0.7, 0.2): {"j4_recall": 0.96, "j2c_retention": 0.88},  # +0.16 / +0.03: sum 0.19
+        (0.75, 0.2, 0.0): {"j4_recall": 0.62, "j2_retention": 1.30},  # J2 far ahead, loses J4
+        (0.5, 0.3, 0.0): {"j4_recall": 0.93, "j2_retention": 0.97},  # +0.13 / +0.12: sum 0.25
+        (0.75, 0.7, 0.2): {"j4_recall": 0.96, "j2_retention": 0.88},  # +0.16 / +0.03: sum 0.19
     }
     margin = margins(metrics, baselines)
     assert margin[(0.75, 0.2, 0.0)] == pytest.approx((0.62 - 0.80, 1.30 - 0.85))
     assert margin[(0.5, 0.3, 0.0)] == pytest.approx((0.93 - 0.80, 0.97 - 0.85))
-    # ahead on both: the larger sum wins; the J4 loser is out however large its J2c margin
+    # ahead on both: the larger sum wins; the J4 loser is out however large its J2 margin
     assert choose(margin, shipped=(0.75, 0.7, 0.2)) == (0.5, 0.3, 0.0)
     # the new rule and the old one (largest smaller margin) disagree: the larger sum wins
     both = {(0.5, 0.3, 0.0): (0.05, 0.40), (0.75, 0.7, 0.2): (0.10, 0.12)}
     assert choose(both, shipped=(0.75, 0.7, 0.2)) == (0.5, 0.3, 0.0)
-    # "ahead" is judged to 6 decimals like the ranking: a J2c margin of 1e-9 is not ahead
+    # "ahead" is judged to 6 decimals like the ranking: a J2 margin of 1e-9 is not ahead
     noise = {(0.5, 0.3, 0.0): (0.30, 1e-9), (0.75, 0.7, 0.2): (0.01, 0.02)}
     assert choose(noise, shipped=(0.5, 0.3, 0.0)) == (0.75, 0.7, 0.2)
     # nobody ahead on both: the largest smaller margin
@@ -606,3 +633,11 @@ def test_reuse_method_trains_caches_and_scores(tiny_world_model, tmp_path, monke
     assert again.fingerprint == first.fingerprint
     test = task_dialogues(1, "test", 0)[0]
     assert first.score(test).shape == (test.n_words,)
+
+
+def test_summaries_list_budgets_smallest_first_whatever_the_cache_order():
+    from benches.relevance.report import summarise_j4
+
+    cells = {b: {"j4_recall": [0.5, 0.7]} for b in ("256w", "64w", "128w")}  # a sorted-keys cache
+    out = summarise_j4({"recency": {"j4_auprc": [0.1, 0.2], "budgets": cells}}, n_resamples=10, seed=0)
+    assert list(out["recency"]["budgets"]) == ["64w", "128w", "256w"]
