@@ -641,3 +641,24 @@ def test_summaries_list_budgets_smallest_first_whatever_the_cache_order():
     cells = {b: {"j4_recall": [0.5, 0.7]} for b in ("256w", "64w", "128w")}  # a sorted-keys cache
     out = summarise_j4({"recency": {"j4_auprc": [0.1, 0.2], "budgets": cells}}, n_resamples=10, seed=0)
     assert list(out["recency"]["budgets"]) == ["64w", "128w", "256w"]
+
+
+def test_scorer_check_builds_both_lm_baselines_from_a_saved_lm(tmp_path):
+    from benches.relevance.data import Conversation
+    from benches.relevance.lm import LMConfig, SmallLM
+    from benches.relevance.scorer_check import lm_scorers
+    from worldmodel.checkpoint import CheckpointError
+
+    texts = ["User: book a table for two\nAssistant: which day works for you"] * 20
+    config = LMConfig(vocab_size=300, n_layer=1, n_embd=16, n_head=2, n_positions=32, steps=2, batch_size=2)
+    SmallLM.train(texts, config).save(tmp_path / "lm_big.safetensors")
+    selfinfo, contrast = lm_scorers(str(tmp_path / "lm_big.safetensors"))
+    assert (selfinfo.name, contrast.name) == ("selfinfo_lm_big", "contrast_lm_big")
+    turns = ("book a table", "which day", "friday at seven", "done, table for two", "and parking?", "yes")
+    dialogue = Conversation(
+        "c", tuple(T("user" if k % 2 == 0 else "assistant", w) for k, w in enumerate(turns))
+    )
+    inst = make_instance(dialogue, seed=0, count_pieces=lambda text: 200)
+    assert selfinfo.score(inst).shape == contrast.score(inst).shape == (inst.n_words,)
+    with pytest.raises(CheckpointError, match="missing.safetensors"):
+        lm_scorers(str(tmp_path / "missing.safetensors"))
