@@ -117,6 +117,17 @@ def settings_grid() -> list[Setting]:
     ]
 
 
+def dev_parser(doc: str, out: str, n_dev: int = 200) -> argparse.ArgumentParser:
+    """The dev tools' shared options: ``--n-dev``, ``--world-model``, ``--cache-dir`` and ``--out``
+    (default ``benches/results/<out>``)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n-dev", type=int, default=n_dev, help="dev conversations (primary track; at most)")
+    p.add_argument("--world-model", default=str(ROOT / "dialogue" / "default"))
+    p.add_argument("--cache-dir", default=str(ROOT / "benches" / ".cache" / "relevance"))
+    p.add_argument("--out", default=str(ROOT / "benches" / "results" / out))
+    return p
+
+
 def dev_bench(world_model: str, cache_dir: str) -> tuple[BenchSettings, Any, Benchmark]:
     """Settings, the ``hybrid`` method and the prepared benchmark (cached scorer LM, judge, reuse head).
 
@@ -148,12 +159,8 @@ def judge_span_nll(judge: Any, contexts: dict, inst: Instance, cache_weights: tu
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n-dev", type=int, default=200, help="dev conversations (primary track; at most)")
+    p = dev_parser(__doc__, "relevance_dev_hybrid.json")
     p.add_argument("--n-j4", type=int, default=60, help="J4-dev dialogues (dev template pool)")
-    p.add_argument("--world-model", default=str(ROOT / "dialogue" / "default"))
-    p.add_argument("--cache-dir", default=str(ROOT / "benches" / ".cache" / "relevance"))
-    p.add_argument("--out", default=str(ROOT / "benches" / "results" / "relevance_dev_hybrid.json"))
     args = p.parse_args(argv)
     s, method, bench = dev_bench(args.world_model, args.cache_dir)
     dev = dev_instances(bench, split_conversations(load_sharegpt(s.max_records))["dev"], args.n_dev)

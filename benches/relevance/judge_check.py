@@ -18,7 +18,6 @@ Writes ``benches/results/relevance_judge_check.json`` (or ``--out``). Choose a j
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -33,7 +32,7 @@ from benches.relevance.data import (
     render_turns,
     split_conversations,
 )
-from benches.relevance.dev_tuning import dev_bench, dev_instances, judge_span_nll
+from benches.relevance.dev_tuning import dev_bench, dev_instances, dev_parser, judge_span_nll
 from benches.relevance.lm import SmallLM, fit_cache_weight
 from benches.relevance.scorers import OracleScorer
 from benches.relevance.stats import bootstrap_ci
@@ -59,13 +58,9 @@ def retention_vs_recency(nll: dict[str, np.ndarray], name: str, j: int, n_resamp
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = dev_parser(__doc__, "relevance_judge_check.json", n_dev=120)
     p.add_argument("--judge", default=None, help="a saved SmallLM (default: the benchmark's cached judge)")
-    p.add_argument("--n-dev", type=int, default=120, help="dev conversations (primary track)")
     p.add_argument("--n-resamples", type=int, default=10_000)
-    p.add_argument("--world-model", default=str(ROOT / "dialogue" / "default"))
-    p.add_argument("--cache-dir", default=str(ROOT / "benches" / ".cache" / "relevance"))
-    p.add_argument("--out", default=str(ROOT / "benches" / "results" / "relevance_judge_check.json"))
     args = p.parse_args(argv)
     s, _, bench = dev_bench(args.world_model, args.cache_dir)
     convs = split_conversations(load_sharegpt(s.max_records))

@@ -15,7 +15,6 @@ Recency, the shipped ``hybrid`` and the oracle are scored beside them for scale.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -25,7 +24,7 @@ import numpy as np
 
 from benches.relevance.budget import budget_for, compress, select_top
 from benches.relevance.data import load_sharegpt, split_conversations
-from benches.relevance.dev_tuning import J4_DEV_SEED, dev_bench, dev_instances, judge_span_nll
+from benches.relevance.dev_tuning import J4_DEV_SEED, dev_bench, dev_instances, dev_parser, judge_span_nll
 from benches.relevance.judge_check import JUDGES, retention_vs_recency
 from benches.relevance.judges import j4_metrics
 from benches.relevance.lm import SmallLM
@@ -45,14 +44,10 @@ def lm_scorers(path: str) -> list:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = dev_parser(__doc__, "relevance_scorer_check.json")
     p.add_argument("--scorer-lm", action="append", default=[], help="a saved SmallLM (repeatable)")
-    p.add_argument("--n-dev", type=int, default=200, help="dev conversations (primary track; at most)")
     p.add_argument("--n-j4", type=int, default=60, help="J4-dev dialogues (dev template pool)")
     p.add_argument("--n-resamples", type=int, default=10_000)
-    p.add_argument("--world-model", default=str(ROOT / "dialogue" / "default"))
-    p.add_argument("--cache-dir", default=str(ROOT / "benches" / ".cache" / "relevance"))
-    p.add_argument("--out", default=str(ROOT / "benches" / "results" / "relevance_scorer_check.json"))
     args = p.parse_args(argv)
     s, _, bench = dev_bench(args.world_model, args.cache_dir)
     dev = dev_instances(bench, split_conversations(load_sharegpt(s.max_records))["dev"], args.n_dev)
