@@ -76,8 +76,8 @@ def ceiling(oracle_rows: list[dict], budget: str = "0.25") -> dict[str, dict]:
 
     ``oracle_rows``: `benches.relevance.report.compare` rows with the oracle as candidate. Returns
     ``{judge_subset: {method: {mean, lo, hi}}}`` of J2 / J2c retention differences (primary track).
-    A baseline the oracle itself does not beat with a CI above zero cannot be beaten on that judge
-    and subset by a method that only matches the oracle's words."""
+    A method the oracle itself does not beat with a CI above zero is out of reach, on that judge and
+    subset, for any method that does no better than the oracle."""
     out: dict[str, dict] = {}
     for r in oracle_rows:
         if r["budget"] == budget and r["track"] == "primary" and r["judge"] in ("J2", "J2c"):
