@@ -39,7 +39,6 @@ from benches.relevance.stats import bootstrap_ci
 from worldmodel.checkpoint import atomic_write_json
 from worldmodel.run import package_version
 
-ROOT = Path(__file__).resolve().parents[2]
 JUDGES = ("j2", "j2c")
 
 

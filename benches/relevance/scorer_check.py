@@ -33,7 +33,6 @@ from benches.relevance.synthetic import task_dialogues
 from worldmodel.checkpoint import atomic_write_json
 from worldmodel.run import package_version
 
-ROOT = Path(__file__).resolve().parents[2]
 KEPT = ("recency", "selfinfo", "contrast", "wm_hybrid")  # the benchmark's own scorers shown
 
 
