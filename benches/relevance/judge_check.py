@@ -56,6 +56,20 @@ def retention_vs_recency(nll: dict[str, np.ndarray], name: str, j: int, n_resamp
     return {"retention": value[0], "vs_recency": {"mean": diff[0], "lo": diff[1], "hi": diff[2]}}
 
 
+def dev_nll(judge: SmallLM, cache_weight: float, dev: list, scorers: list) -> dict[str, np.ndarray]:
+    """``{name: [n, 2]}`` J2 and J2c NLL of turns t..t+2 on each dev instance, for the empty and the full
+    context and for each scorer's top quarter of the words (keyed by ``scorer.name``)."""
+    rows: dict[str, list] = {k: [] for k in ("empty", "full", *(sc.name for sc in scorers))}
+    for i, inst in enumerate(dev):
+        contexts = {"empty": (), "full": inst.context}
+        for sc in scorers:
+            contexts[sc.name] = compress(inst, select_top(sc.score(inst), budget_for("0.25", inst.n_words)))
+        for key, value in judge_span_nll(judge, contexts, inst, (0.0, cache_weight)).items():
+            rows[key].append(value)
+        logging.info("dev conversation %d / %d", i + 1, len(dev))
+    return {k: np.asarray(v) for k, v in rows.items()}
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = dev_parser(__doc__, "relevance_judge_check.json", n_dev=120)
     p.add_argument("--judge", default=None, help="a saved SmallLM (default: the benchmark's cached judge)")
@@ -73,15 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
     names = [b.name for b in scorers]
     if "oracle" not in names:
         scorers, names = [*scorers, OracleScorer()], [*names, "oracle"]
-    rows: dict[str, list] = {k: [] for k in ("empty", "full", *names)}
-    for i, inst in enumerate(dev):
-        contexts = {"empty": (), "full": inst.context}
-        for name, scorer in zip(names, scorers, strict=True):
-            contexts[name] = compress(inst, select_top(scorer.score(inst), budget_for("0.25", inst.n_words)))
-        for key, value in judge_span_nll(judge, contexts, inst, (0.0, cache["weight"])).items():
-            rows[key].append(value)
-        logging.info("dev conversation %d / %d", i + 1, len(dev))
-    nll = {k: np.asarray(v) for k, v in rows.items()}
+    nll = dev_nll(judge, cache["weight"], dev, scorers)
     methods = {
         name: {j: retention_vs_recency(nll, name, k, args.n_resamples) for k, j in enumerate(JUDGES)}
         for name in names

@@ -16,16 +16,15 @@ Recency, the shipped ``hybrid`` and the oracle are scored beside them for scale.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from benches.relevance.budget import budget_for, compress, select_top
+from benches.relevance.budget import budget_for
 from benches.relevance.data import load_sharegpt, split_conversations
-from benches.relevance.dev_tuning import J4_DEV_SEED, dev_bench, dev_instances, dev_parser, judge_span_nll
-from benches.relevance.judge_check import JUDGES, retention_vs_recency
+from benches.relevance.dev_tuning import J4_DEV_SEED, dev_bench, dev_instances, dev_parser
+from benches.relevance.judge_check import JUDGES, dev_nll, retention_vs_recency
 from benches.relevance.judges import j4_metrics
 from benches.relevance.lm import SmallLM
 from benches.relevance.scorers import ContrastScorer, OracleScorer, SelfInformationScorer
@@ -52,17 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     dev = dev_instances(bench, split_conversations(load_sharegpt(s.max_records))["dev"], args.n_dev)
     scorers = [b for b in bench.scorers if b.name in KEPT] + [OracleScorer()]
     scorers += [sc for path in args.scorer_lm for sc in lm_scorers(path)]
-    rows: dict[str, list] = {k: [] for k in ("empty", "full", *(sc.name for sc in scorers))}
-    for i, inst in enumerate(dev):
-        contexts = {"empty": (), "full": inst.context}
-        for sc in scorers:
-            contexts[sc.name] = compress(inst, select_top(sc.score(inst), budget_for("0.25", inst.n_words)))
-        for key, value in judge_span_nll(
-            bench.judge, contexts, inst, (0.0, bench.cache_fit["weight"])
-        ).items():
-            rows[key].append(value)
-        logging.info("dev conversation %d / %d", i + 1, len(dev))
-    nll = {k: np.asarray(v) for k, v in rows.items()}
+    nll = dev_nll(bench.judge, bench.cache_fit["weight"], dev, scorers)
     j4_dev = task_dialogues(args.n_j4, "dev", J4_DEV_SEED, s.j4_ask_names_kinds)
     methods = {}
     for sc in scorers:
