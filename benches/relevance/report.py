@@ -1,6 +1,7 @@
 """Turn raw per-conversation results into statistics, JSON, a markdown section and plots.
 
-Random seeds are averaged per conversation into one ``random`` row. For the candidate
+Random seeds are averaged per conversation into one ``random`` row, and each learned method run
+with several seeds gets a ``<name>_mean`` row (`benches.relevance.seeds`). For the candidate
 method (the world-model method when present) every difference to each baseline gets a
 paired bootstrap CI and a p-value (McNemar for R@1, Wilcoxon otherwise), Holm-corrected
 across baselines x budgets x judges (full test set and long-range subset together).
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from benches.relevance import stats
+from benches.relevance.seeds import group_of, merge_seeds
 from benches.relevance.verdict import ceiling_lines, verdict_lines
 from worldmodel.checkpoint import atomic_write_text
 
@@ -25,7 +27,9 @@ USAGE = """Usage: `make bench-relevance` (= `python -m benches.relevance`) runs 
 docs untouched unless `--docs FILE`). Options: `--test-per-track N`, `--long-per-track N`, `--n-j4 N`,
 `--lm-steps N`, `--lm-seeds N` (default 3), `--judge-steps N`, `--world-model DIR|none` (default: the
 shipped `dialogue/default`), `--wm-methods fast,exact,reuse,reuse_seed1,reuse_seed2,hybrid,...`,
-`--wm-tracks primary,long`, `--candidate METHOD` (default: `wm_hybrid`, else `wm_reuse`), `--cache-dir DIR`.
+`--wm-tracks primary,long`, `--candidate METHOD` (default: `wm_hybrid_mean`, the per-conversation
+mean over `wm_hybrid`'s seeds, each seed also judged alone; else `wm_hybrid`, else `wm_reuse`),
+`--cache-dir DIR`.
 Trained LMs, candidate sets, embeddings and each method's per-conversation results are cached under
 `benches/.cache/relevance/<mode>-<settings hash>/`; a missing or truncated file is rebuilt and an
 interrupted run resumes with the methods not finished yet.
@@ -60,28 +64,6 @@ TABLE_METRICS = (
 J2_JUDGES = {"j2": "J2", "j2c": "J2c"}  # the judge LM alone; with its unigram cache
 
 
-def merge_random(methods: dict) -> dict:
-    """Replace ``random<k>`` entries by one ``random`` entry (per-conversation mean over seeds)."""
-    seeds = [m for m in methods if m.startswith("random")]
-    out = {m: v for m, v in methods.items() if m not in seeds}
-    if not seeds:
-        return out
-    first = methods[seeds[0]]
-    merged = {k: v for k, v in first.items() if k not in ("budgets", "j5_auprc", "j4_auprc")}
-    merged["budgets"] = {
-        b: {
-            k: np.mean([methods[s]["budgets"][b][k] for s in seeds], axis=0).tolist()
-            for k in rows
-            if k != "kept_idx"  # word indices differ per seed; not a metric
-        }
-        for b, rows in first["budgets"].items()
-    }
-    for key in ("j5_auprc", "j4_auprc"):
-        if key in first:
-            merged[key] = np.nanmean([methods[s][key] for s in seeds], axis=0).tolist()
-    return {"random": merged, **out}
-
-
 def _ci(values, n_resamples: int, seed: int) -> dict:
     x = np.asarray(values, dtype=np.float64)
     x = x[~np.isnan(x)]
@@ -103,7 +85,7 @@ def summarise_track(methods: dict, n_resamples: int, seed: int) -> dict:
     out: dict = {
         "bounds": {b: {k: _ci(bounds[b][k], n_resamples, seed) for k in TABLE_METRICS} for b in bounds}
     }
-    for name, res in merge_random(methods).items():
+    for name, res in merge_seeds(methods).items():
         if name == "bounds":
             continue
         entry = {"j5_auprc": _ci(res["j5_auprc"], n_resamples, seed), "budgets": {}}
@@ -128,7 +110,7 @@ def _by_size(budgets: dict) -> list[tuple[str, Any]]:
 
 def summarise_j4(methods: dict, n_resamples: int, seed: int) -> dict:
     out = {}
-    for name, res in merge_random(methods).items():
+    for name, res in merge_seeds(methods).items():
         out[name] = {
             "j4_auprc": _ci(res["j4_auprc"], n_resamples, seed),
             "budgets": {
@@ -163,7 +145,7 @@ def compare(raw: dict, candidate: str, n_resamples: int, seed: int) -> list[dict
     """
     rows: list[dict] = []
     for track, methods in raw["tracks"].items():
-        merged = merge_random(methods)
+        merged = merge_seeds(methods)
         if candidate not in merged:
             continue
         n = len(merged[candidate]["root_ids"])
@@ -173,8 +155,8 @@ def compare(raw: dict, candidate: str, n_resamples: int, seed: int) -> list[dict
             "long_range": np.asarray(methods["bounds"]["long_range"][:n], bool),
         }
         for base, res in merged.items():
-            if base in ("bounds", "oracle", candidate):
-                continue
+            if base in ("bounds", "oracle") or group_of(base) == group_of(candidate):
+                continue  # the candidate's own seeds are not its baselines
             m = min(n, len(res["root_ids"]))  # either side may have run on a prefix
             for b, cells in res["budgets"].items():
                 cand = merged[candidate]["budgets"][b]
@@ -197,11 +179,11 @@ def compare(raw: dict, candidate: str, n_resamples: int, seed: int) -> list[dict
                     for metric, judge in (("j1_r1_10", "J1"), ("j1b_r1_10", "J1b")):
                         diff = _diff(col(cand, metric), col(cells, metric), n_resamples, seed)
                         rows.append(_row(track, subset, judge, base, b, diff))
-    j4 = merge_random(raw["j4"])
+    j4 = merge_seeds(raw["j4"])
     if candidate in j4:
         n = len(j4[candidate]["root_ids"])
         for base, res in j4.items():
-            if base in ("oracle", candidate):
+            if base == "oracle" or group_of(base) == group_of(candidate):
                 continue
             m = min(n, len(res["root_ids"]))
             for b, cells in res["budgets"].items():

@@ -16,11 +16,12 @@ from benches.relevance.data import Instance, Turn, bench_split, group_conversati
 from benches.relevance.judge_check import retention_vs_recency
 from benches.relevance.judges import auprc, j4_metrics, retention, silver_labels
 from benches.relevance.lm import cache_nll, fit_cache_weight
-from benches.relevance.report import merge_random, write_section
+from benches.relevance.report import write_section
 from benches.relevance.retrieval import RetrievalJudge, _rank_metrics, build_candidate_sets, length_bucket
 from benches.relevance.scorers import OracleScorer, RecencyScorer, TfIdfScorer, baseline_scorers
+from benches.relevance.seeds import merge_seeds, seed_summary
 from benches.relevance.synthetic import KINDS, POOLS, task_dialogues
-from benches.relevance.verdict import seed_summary, verdict
+from benches.relevance.verdict import edge_note, narrowest, targets_met, verdict, verdict_lines
 
 
 def T(role: str, text: str) -> Turn:
@@ -308,16 +309,78 @@ def test_judge_check_retention_and_difference_to_recency_by_hand():
 
 
 # ---- report and cache ----
-def test_merge_random_averages_seeds_per_conversation():
+def test_merge_seeds_averages_random_seeds_per_conversation():
     methods = {
         "random0": {"budgets": {"0.1": {"m": [0.0, 1.0]}}, "j5_auprc": [0.2, 0.4]},
         "random1": {"budgets": {"0.1": {"m": [1.0, 1.0]}}, "j5_auprc": [0.4, float("nan")]},
         "recency": {"budgets": {}, "j5_auprc": []},
     }
-    merged = merge_random(methods)
+    merged = merge_seeds(methods)
     assert list(merged) == ["random", "recency"]
     assert merged["random"]["budgets"]["0.1"]["m"] == [0.5, 1.0]
     assert merged["random"]["j5_auprc"] == pytest.approx([0.3, 0.4])
+
+
+def test_merge_seeds_adds_a_per_conversation_seed_mean_after_each_learned_method():
+    def run(nll, auprc):
+        return {
+            "root_ids": ["a", "b", "c"][: len(nll)],
+            "budgets": {"0.25": {"j2_nll_span": nll, "kept_idx": [[0]] * len(nll)}},
+            "j5_auprc": auprc,
+        }
+
+    methods = {
+        "wm": run([1.0, 2.0, 3.0], [0.5, 0.5, 0.5]),
+        "wm_seed1": run([3.0, 4.0, 5.0], [0.7, float("nan"), 0.1]),
+        "wm_seed2": run([2.0, 3.0], [0.3, 0.2]),  # ran on a prefix of two conversations
+        "recency": run([9.0], [0.0]),
+        "orphan_seed1": run([1.0], [1.0]),  # no seed-0 run: not a group
+    }
+    merged = merge_seeds(methods)
+    assert list(merged) == ["wm", "wm_seed1", "wm_seed2", "wm_mean", "recency", "orphan_seed1"]
+    mean = merged["wm_mean"]
+    assert mean["budgets"]["0.25"]["j2_nll_span"] == pytest.approx([2.0, 3.0])  # the common prefix
+    assert "kept_idx" not in mean["budgets"]["0.25"] and mean["root_ids"] == ["a", "b"]
+    assert mean["j5_auprc"] == pytest.approx([0.5, 0.35])
+    assert merged["wm"] is methods["wm"]  # the seeds stay as they were
+
+
+def test_compare_judges_a_seed_mean_against_baselines_but_not_its_own_seeds():
+    from benches.relevance.report import compare
+
+    def run(nll, recall):
+        n = len(nll)
+        return {
+            "root_ids": [f"c{i}" for i in range(n)],
+            "long_range": [True, False] * (n // 2),
+            "budgets": {
+                "0.25": {
+                    **{f"{j}_nll_span": nll for j in ("j2", "j2c")},
+                    "j1_r1_10": [1.0] * n,
+                    "j1b_r1_10": [1.0] * n,
+                }
+            },
+            "j4": {"root_ids": [f"d{i}" for i in range(n)], "budgets": {"0.25": {"j4_recall": recall}}},
+        }
+
+    rng = np.random.default_rng(0)
+    runs = {
+        "wm": run(list(3.0 + 0.1 * rng.random(8)), [0.9] * 8),
+        "wm_seed1": run(list(3.0 + 0.1 * rng.random(8)), [0.8] * 8),
+        "recency": run(list(3.5 + 0.1 * rng.random(8)), [0.1] * 8),
+    }
+    bounds = {"0": {f"{j}_nll_span": [4.0] * 8 for j in ("j2", "j2c")}}
+    bounds["1"] = {f"{j}_nll_span": [3.0] * 8 for j in ("j2", "j2c")}
+    primary = {"bounds": {"budgets": bounds, "long_range": [True, False] * 4}}
+    primary |= {m: {k: v for k, v in r.items() if k != "j4"} for m, r in runs.items()}
+    raw = {"tracks": {"primary": primary}, "j4": {m: r["j4"] for m, r in runs.items()}}
+    rows = compare(raw, "wm_mean", n_resamples=200, seed=0)
+    assert {r["baseline"] for r in rows} == {"recency"}  # neither wm nor wm_seed1 is a baseline
+    j4 = next(r for r in rows if r["judge"] == "J4")
+    assert j4["mean"] == pytest.approx(0.85 - 0.1)  # the seed mean's recall
+    v = verdict(rows)
+    assert v["recency"]["wins_j2"]
+    assert targets_met(v) == {"wins_j2": [], "wins_j2c": [], "wins": []}
 
 
 def test_verdict_applies_issue_and_protocol_rules():
@@ -345,6 +408,34 @@ def test_verdict_applies_issue_and_protocol_rules():
     assert not v["tfidf"]["wins"] and not v["tfidf"]["wins_j2"]  # J1b fails on long-range, no J2
     e = v["embedding"]  # J2c on both subsets; the plain J2 only on all
     assert e["wins_j2c"] and not e["wins_j2"] and e["wins"] and not v["recency"]["wins_j2c"]
+    missed = targets_met(v)
+    assert missed == {
+        "wins_j2": ["recency", "tfidf", "embedding"],
+        "wins_j2c": ["recency", "tfidf"],
+        "wins": ["tfidf"],
+    }
+    seed_ok = {"wins_j2": [], "wins_j2c": [], "wins": []}
+    lines = verdict_lines(
+        {"candidate": "wm_mean", "verdict_at_0.25": v, "seed_verdicts": {"wm": missed, "wm_seed1": seed_ok}}
+    )
+    assert "J4 + J2 target NOT met" in lines[0] and "rule NOT met" in lines[0]
+    assert (
+        lines[2].startswith("- `wm` alone")
+        and "J4 + J2 NOT met (against recency, tfidf, embedding)" in lines[2]
+    )
+    assert "protocol NOT met (against tfidf)" in lines[2]
+    assert lines[3] == "- `wm_seed1` alone as the candidate: J4 + J2 MET; J4 + J2c MET; protocol MET."
+    tight = narrowest(rows)  # J2 long-range against recency, lower bound -0.01
+    assert (tight["baseline"], tight["judge"], tight["subset"], tight["lo"]) == (
+        "recency",
+        "J2",
+        "long_range",
+        -0.01,
+    )
+    said = verdict_lines({"candidate": "wm_mean", "verdict_at_0.25": v, "comparisons": rows})[1]
+    assert said.startswith("Narrowest margin of the J4 + J2 target: `recency` on J2 (long-range), +0.090")
+    assert said.endswith("(not above zero).")
+    assert "sign can change" in edge_note(0.004) and edge_note(0.02) == "."
 
 
 def test_ceiling_keeps_the_oracle_margins_and_names_the_unresolved_methods():
