@@ -4,11 +4,12 @@ For each preset: ``Agent.train`` updates per second on a vector-observation batc
 (CartPole shapes: 4 observation dims, 2 actions, batch 16 x 64, imagination from all
 1,024 posterior states over 15 steps) and imagined steps per second (prior rollout
 under the actor, no gradient). The peer, measured in the same run, is this CPU's
-fp32 matmul throughput: FLOPs of one update are counted with torch's
+matmul throughput at the update's precision: FLOPs of one update are counted with torch's
 FlopCounterMode, so ``peak_fraction`` = achieved GFLOP/s / matmul GFLOP/s (1.0 would
-be the machine's limit).
+be the machine's limit). ``--precision float32 bfloat16`` times both and gives each bf16
+row its speed-up over float32 in the same run.
 
-    python benches/bench_worldmodel.py [--sizes xs s] [--updates 3] [--threads 1]
+    python benches/bench_worldmodel.py [--sizes xs s] [--updates 3] [--threads 1] [--precision ...]
 
 Prints JSON and writes benches/results/worldmodel.json.
 """
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from worldmodel import ActionSpec, Agent, dreamer_config
+from worldmodel.agent import PRECISIONS
 from worldmodel.checkpoint import atomic_write_json
 from worldmodel.run import keep_freed_memory
 
@@ -32,9 +34,9 @@ RESULTS = Path(__file__).resolve().parent / "results" / "worldmodel.json"
 OBS_DIM, ACTIONS = 4, 2
 
 
-def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """fp32 matmul throughput of this CPU (the peer of every number below)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_gflops(size: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """Matmul throughput of this CPU at ``dtype`` (the peer of every number below)."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     a @ b
     start = time.perf_counter()
     for _ in range(repeats):
@@ -79,6 +81,7 @@ def bench_size(preset: str, updates: int, overrides: list[str]) -> dict[str, flo
     gflop = counter.get_total_flops() / 1e9
     return {
         "preset": preset,
+        "precision": cfg.precision,
         "batch": f"{cfg.batch_size}x{cfg.batch_length}",
         "params_m": round(params / 1e6, 2),
         "updates_per_s": round(1 / per_update, 4),
@@ -93,20 +96,37 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["1m", "xs", "s", "12m"])
     parser.add_argument("--updates", type=int, default=2, help="timed updates per size (after one warm-up)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        default=["float32"],
+        choices=PRECISIONS,
+        help="update precisions to time; with both, each bf16 row gets its speed-up over float32",
+    )
     parser.add_argument("overrides", nargs="*", help="config overrides key=value for every size")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as the training runner does
-    peak = matmul_gflops()
+    peers = {p: matmul_gflops(dtype=getattr(torch, p)) for p in args.precision}
     rows = []
     for size in args.sizes:
-        row = bench_size(size, args.updates, args.overrides)
-        row["peak_fraction"] = round(row["achieved_gflops"] / peak, 3)
-        rows.append(row)
+        by_precision = {}
+        for precision in args.precision:
+            row = bench_size(size, args.updates, [*args.overrides, f"precision={precision}"])
+            row["peak_fraction"] = round(row["achieved_gflops"] / peers[precision], 3)
+            by_precision[precision] = row
+        if len(by_precision) == 2:
+            ratio = by_precision["bfloat16"]["updates_per_s"] / by_precision["float32"]["updates_per_s"]
+            by_precision["bfloat16"]["speedup_vs_float32"] = round(ratio, 3)
+        rows += by_precision.values()
     result = {
-        "threads": args.threads, "obs": "vector(4)", "actions": ACTIONS,
-        "overrides": args.overrides, "matmul_gflops_peer": round(peak, 1), "sizes": rows,
+        "threads": args.threads,
+        "obs": "vector(4)",
+        "actions": ACTIONS,
+        "overrides": args.overrides,
+        "sizes": rows,
         "torch": torch.__version__,
+        "matmul_gflops_peer": {p: round(v, 1) for p, v in peers.items()},
     }
     print(json.dumps(result, indent=2))
     atomic_write_json(RESULTS, result)

@@ -23,6 +23,8 @@ from worldmodel.behavior import ActionSpec, ActorCritic
 from worldmodel.presets import DreamerConfig, OptimConfig
 from worldmodel.world_model import WorldModel
 
+PRECISIONS = ("float32", "bfloat16")
+
 
 class AgentInputError(ValueError):
     """An observation, batch or action that does not fit the agent."""
@@ -132,6 +134,8 @@ class Agent:
         self, obs_space: Mapping[str, tuple[int, ...]], action_space: Any, config: DreamerConfig,
         device: torch.device | str = "cpu",
     ) -> None:
+        if config.precision not in PRECISIONS:
+            raise ValueError(f"precision={config.precision!r} is not one of {', '.join(PRECISIONS)}")
         self.config = config
         self.device = torch.device(device)
         self.spec = ActionSpec.from_space(action_space)
@@ -206,7 +210,8 @@ class Agent:
         Returns float metrics.
         """
         batch = self._prepare(batch)
-        loss, post, metrics = self.wm.loss(batch)
+        with self._autocast():
+            loss, post, metrics = self.wm.loss(batch)
         metrics["grad/model"] = self.model_opt.step(loss, self.updates)
         start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
         start_cont = 1.0 - batch["is_terminal"].flatten(0, 1).float()
@@ -218,14 +223,20 @@ class Agent:
         if 0 < limit < start_cont.shape[0]:
             keep = torch.randperm(start_cont.shape[0], device=self.device)[:limit]
             start, start_cont, replay = {k: v[keep] for k, v in start.items()}, start_cont[keep], None
-        traj = self.ac.imagine(self.wm, start, start_cont, self.ac.horizon(self.updates))
-        actor_loss, critic_loss, ac_metrics = self.ac.loss(traj, replay)
+        with self._autocast():
+            traj = self.ac.imagine(self.wm, start, start_cont, self.ac.horizon(self.updates))
+            actor_loss, critic_loss, ac_metrics = self.ac.loss(traj, replay)
         metrics.update(ac_metrics)
         metrics["grad/actor"] = self.actor_opt.step(actor_loss, self.updates)
         metrics["grad/critic"] = self.critic_opt.step(critic_loss, self.updates)
         self.ac.update_slow_critic()
         self.updates += 1
         return metrics
+
+    def _autocast(self) -> torch.autocast:
+        """bf16 autocast of the forward passes when ``precision="bfloat16"`` (backward follows it)."""
+        enabled = self.config.precision == "bfloat16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def _prepare(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         for key in ("action", "reward", "is_first", "is_terminal"):

@@ -35,6 +35,12 @@ class MLP(nn.Sequential):
             mods.append(head)
         super().__init__(*mods)
         self.out_dim = out if out is not None else units
+        self.is_head = out is not None
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = super().forward(x)
+        # A head's outputs parametrise distributions and losses: float32 even under bf16 autocast.
+        return out.float() if self.is_head else out
 
 
 class VectorEncoder(nn.Module):
@@ -123,7 +129,7 @@ class ConvDecoder(nn.Module):
     def forward(self, feat: Tensor) -> Tensor:
         lead = feat.shape[:-1]
         x = self.proj(feat.reshape(-1, feat.shape[-1])).reshape(-1, 8 * self.depth, 4, 4)
-        out = self.net(x)
+        out = self.net(x).float()  # float32 even under bf16 autocast, as every head
         return out.reshape(*lead, *out.shape[1:])
 
     def loss(self, feat: Tensor, image: Tensor) -> Tensor:

@@ -106,6 +106,10 @@ class DreamerConfig:
     batch_length: int = 64
     train_ratio: float = 512.0  # replayed steps per env step
     compile: bool = False  # torch.compile the RSSM step and heads (off by default)
+    # "bfloat16": the update's matmuls and convolutions run under bf16 autocast (AMX on recent x86
+    # CPUs, tensor cores on GPUs); weights, optimiser states, the GRU state and every distribution
+    # stay float32. Acting and planning run in float32.
+    precision: str = "float32"
     seed: int = 0
 
 

@@ -105,8 +105,8 @@ class RSSM(nn.Module):
 
     # ----------------------------------------------------------------- helpers
     def _dist_logits(self, raw: Tensor) -> Tensor:
-        """``[B, S*C]`` raw outputs -> unimixed log-probabilities ``[B, S, C]``."""
-        return unimix_logits(raw.reshape(*raw.shape[:-1], self.stoch, self.classes), self.unimix)
+        """``[B, S*C]`` raw outputs -> unimixed log-probabilities ``[B, S, C]`` (float32 under autocast)."""
+        return unimix_logits(raw.float().reshape(*raw.shape[:-1], self.stoch, self.classes), self.unimix)
 
     @staticmethod
     def sample(logits: Tensor) -> Tensor:

@@ -46,7 +46,7 @@ CHECKPOINT = "checkpoints/latest.safetensors"
 # Run settings that may change between a run and its resumption without changing results.
 RESUMABLE_KEYS = (
     "run.steps", "run.log_every", "run.checkpoint_every", "run.parallel", "run.threads", "run.eval_",
-    "run.keep_memory",
+    "run.keep_memory", "agent.precision",
 )
 EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes never reuse a training seed
 
@@ -215,6 +215,7 @@ def _restore(logdir: Path, config: dict[str, Any]) -> tuple[dict[str, Any] | Non
     saved = dict(meta.get("config", {}))
     # Run settings added after the checkpoint was written count as their defaults.
     saved["run"] = {**config_to_dict(RunConfig()), **saved.get("run", {})}
+    saved["agent"] = {"precision": "float32", **saved.get("agent", {})}  # added after the first runs
     check_config_compatible(saved, config, ignore=RESUMABLE_KEYS)
     return state, {**counters, **state["counters"]}
 

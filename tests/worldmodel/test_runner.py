@@ -103,6 +103,12 @@ def test_resume_with_a_different_config_names_the_keys(tmp_path):
     assert train(*_configs(48), tmp_path)["env_steps"] == 48
     with pytest.raises(CheckpointError, match="run.life_loss: checkpoint=False current=True"):
         train(*_configs(56, "run.life_loss=true"), tmp_path)
+    state, meta = load_checkpoint(tmp_path / CHECKPOINT)  # and from before agent.precision
+    del meta["config"]["agent"]["precision"]
+    save_checkpoint(tmp_path / CHECKPOINT, state, meta)
+    assert train(*_configs(56), tmp_path)["env_steps"] == 56
+    # precision is an execution choice: a float32 run may resume in bfloat16
+    assert train(*_configs(64, "precision=bfloat16"), tmp_path)["env_steps"] == 64
 
 
 def test_bad_run_settings_raise_config_errors():
