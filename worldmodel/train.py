@@ -43,7 +43,8 @@ from worldmodel.run import (
 )
 
 CHECKPOINT = "checkpoints/latest.safetensors"
-# Run settings that may change between a run and its resumption without changing results.
+# Settings that may change between a run and its resumption: they change no state or shape (the run
+# settings change no result; agent.precision changes only the rounding of the update's matmuls).
 RESUMABLE_KEYS = (
     "run.steps", "run.log_every", "run.checkpoint_every", "run.parallel", "run.threads", "run.eval_",
     "run.keep_memory", "agent.precision",
