@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary["verdict_at_0.25"] = verdict(summary["comparisons"])
     summary["seeds"] = seed_summary(summary)
     if candidate.endswith(MEAN_SUFFIX):
-        members = seed_groups(raw["j4"])[group_of(candidate)]
+        members = seed_groups(raw["j4"]).get(group_of(candidate), [])
         summary["seed_verdicts"] = {m: targets_met(verdict(compare(raw, m, n, seed))) for m in members}
     if "oracle" in raw["tracks"].get("primary", {}):
         summary["ceiling_at_0.25"] = ceiling(compare(raw, "oracle", n, seed))
