@@ -10,6 +10,11 @@ from __future__ import annotations
 RULES = ("wins_j2", "wins_j2c", "wins")
 
 
+def is_protocol_baseline(method: str) -> bool:
+    """The protocol's baselines and their seeds; world-model methods (``wm_*``) are candidates."""
+    return not method.startswith("wm_")
+
+
 def verdict(rows: list[dict], budget: str = "0.25") -> dict[str, dict]:
     """Per baseline at ``budget``: is each CI of the difference above zero, and which rule is met?
 
@@ -78,7 +83,7 @@ def ceiling_lines(s: dict) -> list[str]:
 def targets_met(v: dict[str, dict]) -> dict[str, list[str]] | None:
     """Per rule of `verdict` (``wins_j2``, ``wins_j2c``, ``wins``), the protocol baselines it is not met
     against (world-model methods are not baselines); None when there is no protocol baseline."""
-    protocol = {b: x for b, x in v.items() if not b.startswith("wm_")}
+    protocol = {b: x for b, x in v.items() if is_protocol_baseline(b)}
     if not protocol:
         return None
     return {rule: [b for b, x in protocol.items() if not x.get(rule, False)] for rule in RULES}
@@ -91,7 +96,7 @@ def narrowest(rows: list[dict], budget: str = "0.25") -> dict | None:
         (r["baseline"], r["judge"], r["subset"], r["retention"] if r["judge"] == "J2" else r)
         for r in rows
         if r["budget"] == budget
-        and not r["baseline"].startswith("wm_")
+        and is_protocol_baseline(r["baseline"])
         and (r["judge"] == "J4" or (r["judge"] == "J2" and r["track"] == "primary"))
     ]
     if not cells:
@@ -111,16 +116,17 @@ def verdict_lines(s: dict) -> list[str]:
     """Plain statements of both targets (see `verdict`): J4 + J2 (issue 6), J4 + (J2 or J1b) (protocol)."""
     cand = s["candidate"]
     out = []
-    if not cand.startswith("wm_"):
+    is_wm = not is_protocol_baseline(cand)
+    if not is_wm:
         out.append(
             f"No world-model method ran in this report (no trained DialogueWorldModel was loaded); `{cand}` "
             "stands in as the candidate so the statistics are exercised. The target of issue 6 is not tested."
         )
     keys = ("j4", "j2_all", "j2_long_range", "j2c_all", "j2c_long_range", "j1b_all", "j1b_long_range")
     missed = targets_met(s["verdict_at_0.25"])
-    if missed is not None and cand.startswith("wm_"):
+    if missed is not None and is_wm:
         met = {rule: "MET" if not missed[rule] else "NOT met" for rule in RULES}
-        protocol = [b for b in s["verdict_at_0.25"] if not b.startswith("wm_")]
+        protocol = [b for b in s["verdict_at_0.25"] if is_protocol_baseline(b)]
         out.append(
             f"Against every protocol baseline and each seed (and seed mean) of the learned ones "
             f"({', '.join(protocol)}) at 0.25: issue 6's J4 + J2 target {met['wins_j2']} with the judge LM "
@@ -128,7 +134,7 @@ def verdict_lines(s: dict) -> list[str]:
             f"{met['wins']}."
         )
     tight = narrowest(s.get("comparisons", []))
-    if tight is not None and cand.startswith("wm_"):
+    if tight is not None and is_wm:
         out.append(
             f"Narrowest margin of the J4 + J2 target: `{tight['baseline']}` on {tight['judge']} "
             f"({tight['subset'].replace('_', '-')}), {tight['mean']:+.3f} "
