@@ -44,6 +44,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test-per-track", type=int, default=None, help="instances of the primary track")
     p.add_argument("--long-per-track", type=int, default=None, help="instances of the long track")
     p.add_argument("--n-j4", type=int, default=None)
+    p.add_argument(
+        "--cut-seed",
+        type=int,
+        default=None,
+        help="draw the test cuts with this seed (a replicate; same models, writes relevance_cut<N>.json "
+        "and leaves the docs alone)",
+    )
     p.add_argument("--lm-steps", type=int, default=None, help="training steps of the scorer LM")
     p.add_argument(
         "--lm-seeds", type=int, default=None, help="scorer LMs (self-information, contrast) with seeds 0..N-1"
@@ -86,6 +93,7 @@ def settings_from(args: argparse.Namespace) -> BenchSettings:
             ("long_per_track", args.long_per_track),
             ("n_j4", args.n_j4),
             ("lm_seeds", args.lm_seeds),
+            ("cut_seed", args.cut_seed),
         )
         if v is not None
     }
@@ -99,9 +107,16 @@ def settings_from(args: argparse.Namespace) -> BenchSettings:
         judge = changes.get("judge", s.judge)
         changes["judge"] = dataclasses.replace(judge, compressed=args.judge_compressed)
     for key, value in changes.items():
-        if isinstance(value, int) and value < 1:
+        if isinstance(value, int) and value < (0 if key == "cut_seed" else 1):
             raise SystemExit(f"--{key.replace('_', '-')} must be >= 1, got {value}")
     return dataclasses.replace(s, **changes)
+
+
+def results_name(settings: BenchSettings) -> str:
+    """The default results file: ``relevance.json``, ``relevance_quick.json`` or ``relevance_cut<N>.json``."""
+    quick = "_quick" if settings.quick else ""
+    cut = "" if settings.cut_seed is None else f"_cut{settings.cut_seed}"
+    return f"relevance{quick}{cut}.json"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -122,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         raw = Benchmark(settings, args.cache_dir, extra).run(tuple(m for m in args.only.split(",") if m))
     except SanityError as err:
-        out = args.out or ROOT / "benches" / "results" / "relevance.json"
+        out = args.out or ROOT / "benches" / "results" / results_name(settings)
         atomic_write_json(out, {"status": f"stopped: {err.args[0]}", "sanity": err.args[1]})
         raise SystemExit(f"benchmark stopped, no numbers reported: {err.args[0]} (see {out})") from None
     if args.only:
@@ -157,11 +172,10 @@ def main(argv: list[str] | None = None) -> dict:
         summary["seed_verdicts"] = {m: targets_met(verdict(compare(raw, m, n, seed))) for m in members}
     if "oracle" in raw["tracks"].get("primary", {}):
         summary["ceiling_at_0.25"] = ceiling(compare(raw, "oracle", n, seed))
-    out = args.out or ROOT / "benches" / "results" / (
-        "relevance_quick.json" if args.quick else "relevance.json"
-    )
+    out = args.out or ROOT / "benches" / "results" / results_name(settings)
     atomic_write_json(out, summary)
-    docs = args.docs if args.docs is not None else (None if args.quick else ROOT / "docs" / "benchmarks.md")
+    protocol = not args.quick and settings.cut_seed is None
+    docs = args.docs if args.docs is not None else (ROOT / "docs" / "benchmarks.md" if protocol else None)
     if docs is not None:
         pngs = plot(summary, args.img_dir)
         rel = [os.path.relpath(p, docs.parent) for p in pngs]

@@ -44,12 +44,18 @@ EVAL_SCHEMA = 3
 
 
 SIZE_FIELDS = ("test_per_track", "long_per_track", "n_j4", "n_resamples", "lm_seeds")
+# Settings that shape only the test instances: their files live in a sub-directory of the cache
+# (`Benchmark.cut_dir`) and the models are shared.
+CUT_FIELDS = ("cut_seed",)
 
 
 @dataclass(frozen=True)
 class BenchSettings:
     quick: bool = False
     seed: int = 0
+    # Seed of the test conversations' cuts (None: ``seed``, the protocol's). Another value draws a
+    # replicate of the test instances; models, judges and J4 stay those of ``seed``.
+    cut_seed: int | None = None
     max_records: int | None = None
     test_per_track: int = 80
     long_per_track: int = 30
@@ -82,9 +88,10 @@ class BenchSettings:
 
         Evaluation sizes and the number of scorer-LM seeds are left out: each cached evaluation
         records its conversations and is rebuilt when they differ, and seed k's LM has its own file,
-        so a smaller or larger run reuses the models and candidate sets.
+        so a smaller or larger run reuses the models and candidate sets. A ``cut_seed`` changes the
+        test instances only, which `Benchmark.cut_dir` keeps apart.
         """
-        shaping = {k: v for k, v in asdict(self).items() if k not in SIZE_FIELDS}
+        shaping = {k: v for k, v in asdict(self).items() if k not in SIZE_FIELDS + CUT_FIELDS}
         digest = hashlib.sha1(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:8]
         return f"{'quick' if self.quick else 'full'}-{digest}"
 
@@ -163,16 +170,19 @@ class Benchmark:
     def __init__(self, settings: BenchSettings, cache_dir: Path, extra_scorers: tuple = ()) -> None:
         self.s, self.extra = settings, extra_scorers
         self.dir = Path(cache_dir) / settings.key
+        # Files that depend on the test cuts (instances, candidate sets, embeddings, evaluations).
+        self.cut_dir = self.dir if settings.cut_seed is None else self.dir / f"cut-{settings.cut_seed}"
+        self.cut_seed = settings.seed if settings.cut_seed is None else settings.cut_seed
         self.encoder = MiniLM(settings.encoder_max_length)
 
     # ---- data ----
     def prepare(self) -> None:
         s = self.s
-        split_path = self.dir / "splits.json"
+        split_path = self.cut_dir / "splits.json"
 
         def build_splits() -> dict:
             convs = split_conversations(load_sharegpt(s.max_records))
-            test = make_instances(convs["test"], s.seed, self.encoder.count_pieces)
+            test = make_instances(convs["test"], self.cut_seed, self.encoder.count_pieces)
             texts = {
                 h: [render_turns(c.turns) for c in convs[h][: s.lm_train_convs]]
                 for h in ("train_a", "train_b")
@@ -227,13 +237,13 @@ class Benchmark:
         for track, pool in self.instances.items():
             sets = CandidateSets.from_json(
                 cached_json(
-                    self.dir / f"candidates_{track}.json",
+                    self.cut_dir / f"candidates_{track}.json",
                     lambda p=pool: build_candidate_sets(p, s.seed).to_json(),
                     lambda d: d.get("hard_source") == HARD_SOURCE,
                 )
             )
             emb = cached_array(
-                self.dir / f"candidate_emb_{track}.npy",
+                self.cut_dir / f"candidate_emb_{track}.npy",
                 lambda t=sets: self.encoder.embed(t.texts),
                 rows=len(sets.texts),
             )
@@ -241,7 +251,7 @@ class Benchmark:
             self.instances[track] = pool[: s.test_per_track if track == "primary" else s.long_per_track]
             # Embedded for the whole pool, so runs of other sizes (e.g. dev_tuning) share the file.
             self.full_emb[track] = cached_array(
-                self.dir / f"full_emb_{track}.npy",
+                self.cut_dir / f"full_emb_{track}.npy",
                 lambda p=pool: self.encoder.embed([render_turns(i.context) for i in p]),
                 rows=len(pool),
             )[: len(self.instances[track])]
@@ -347,13 +357,13 @@ class Benchmark:
             raw["tracks"][track] = {}
             if not only:
                 raw["tracks"][track]["bounds"] = cached_json(
-                    self.dir / "eval" / track / "bounds.json",
+                    self.cut_dir / "eval" / track / "bounds.json",
                     lambda t=track: self._evaluate_track(t, "bounds", None),
                     self._same_roots(self.instances[track], schema=EVAL_SCHEMA),
                 )
             for sc in (c for c in scorers if track in getattr(c, "tracks", (track,))):
                 raw["tracks"][track][sc.name] = cached_json(
-                    self.dir / "eval" / track / f"{sc.name}.json",
+                    self.cut_dir / "eval" / track / f"{sc.name}.json",
                     lambda t=track, c=sc: self._evaluate_track(t, c.name, c),
                     self._same_roots(subset(self.instances[track], sc), sc, EVAL_SCHEMA),
                 )

@@ -71,3 +71,32 @@ def test_quick_benchmark_runs_checks_and_resumes(tmp_path, monkeypatch, length_s
     main([*argv, "--only", "wm_fast"])
     assert json.loads((evals / "wm_fast.json").read_text())["fingerprint"] == "w2"
     assert (evals / "wm_fast.json").stat().st_mtime_ns != wm_mtime
+
+    # a replicate with other test cuts: the same models, its own instances and evaluations, no docs
+    [model_dir] = list(cache.glob("quick-*"))
+    lm_mtime = (model_dir / "lm_a.safetensors").stat().st_mtime_ns
+    doc_text = doc.read_text()
+    replicate_out = tmp_path / "cut1.json"
+    argv_cut = [a for a in argv if a not in ("--docs", str(doc))] + ["--cut-seed", "1"]
+    argv_cut[argv_cut.index("--out") + 1] = str(replicate_out)
+    main(argv_cut)
+    assert (model_dir / "lm_a.safetensors").stat().st_mtime_ns == lm_mtime  # models shared
+    assert list(cache.glob("quick-*")) == [model_dir]
+    cuts = [json.loads((d / "splits.json").read_text())["test"] for d in (model_dir, model_dir / "cut-1")]
+    assert {i["root_id"] for i in cuts[0]} & {i["root_id"] for i in cuts[1]}
+    shapes = [[(i["root_id"], len(i["context"])) for i in cut] for cut in cuts]
+    assert shapes[0] != shapes[1]  # other cuts
+    assert (model_dir / "cut-1" / "eval" / "primary" / "recency.json").is_file()
+    replicate = json.loads(replicate_out.read_text())
+    assert replicate["settings"]["cut_seed"] == 1 and replicate["sanity"]["budgets_exact"]
+    assert doc.read_text() == doc_text
+
+
+def test_results_file_names_quick_runs_and_cut_replicates():
+    from benches.relevance.__main__ import results_name
+    from benches.relevance.runner import QUICK, BenchSettings
+
+    assert results_name(BenchSettings()) == "relevance.json"
+    assert results_name(QUICK) == "relevance_quick.json"
+    assert results_name(BenchSettings(cut_seed=2)) == "relevance_cut2.json"
+    assert BenchSettings(cut_seed=2).key == BenchSettings().key  # the models are shared
