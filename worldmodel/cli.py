@@ -66,6 +66,9 @@ def evaluate(
     planner_opt: list[str] = typer.Option(
         None, "--planner-opt", help="planner setting key=value, repeatable (e.g. horizon=12)"
     ),
+    checkpoint: str = typer.Option(
+        None, help="a saved copy of an earlier checkpoint of this run (default: the latest)"
+    ),
 ) -> None:
     """Evaluate a run's latest checkpoint; prints one JSON line with mean/std return."""
     import json
@@ -74,7 +77,10 @@ def evaluate(
 
     try:
         options = planner_opt or []
-        result = run_eval(logdir, episodes=episodes, video=video, planner=planner, planner_options=options)
+        result = run_eval(
+            logdir, episodes=episodes, video=video, planner=planner, planner_options=options,
+            checkpoint=checkpoint,
+        )
     except ValueError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None

@@ -22,17 +22,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldmodel.checkpoint import atomic_write_bytes, load_checkpoint
+from worldmodel.checkpoint import atomic_write_bytes, check_config_compatible, load_checkpoint
+from worldmodel.config import config_to_dict
 from worldmodel.envs import EnvError
 from worldmodel.planning.dreamer import PLANNER_ACTORS, planner_actor
 from worldmodel.run import seed_everything
 from worldmodel.train import (
     CHECKPOINT,
     EVAL_SEED_OFFSET,
+    RESUMABLE_KEYS,
     load_run_configs,
     make_envs,
     obs_shapes,
     play_episodes,
+    saved_config,
 )
 
 Act = Callable[[dict[str, torch.Tensor], Any], tuple[torch.Tensor, Any]]
@@ -59,8 +62,11 @@ def write_video(path: str | Path, frames: list[np.ndarray], fps: int = 30) -> Pa
 
 
 @contextmanager
-def loaded_run(logdir: str | Path, render: bool = False) -> Iterator[tuple[Any, Any, Any, dict[str, Any]]]:
-    """A run's latest checkpoint as an `Agent` beside one evaluation environment.
+def loaded_run(
+    logdir: str | Path, render: bool = False, checkpoint: str | Path | None = None
+) -> Iterator[tuple[Any, Any, Any, dict[str, Any]]]:
+    """A run's latest checkpoint (or ``checkpoint``, a copy of an earlier one of the same run) as
+    an `Agent` beside one evaluation environment.
 
     Yields ``(run_cfg, agent, envs, counters)``; the environment uses the evaluation seed
     (never a training seed) and python/numpy/torch are seeded from it, so the same
@@ -69,7 +75,10 @@ def loaded_run(logdir: str | Path, render: bool = False) -> Iterator[tuple[Any, 
     from worldmodel.agent import Agent
 
     run_cfg, agent_cfg = load_run_configs(logdir)
-    state, _ = load_checkpoint(Path(logdir) / CHECKPOINT)
+    state, meta = load_checkpoint(Path(logdir) / CHECKPOINT if checkpoint is None else Path(checkpoint))
+    if checkpoint is not None:  # another run's weights must not load into this run's agent
+        agent_keys = {"agent": saved_config(meta)["agent"]}
+        check_config_compatible(agent_keys, {"agent": config_to_dict(agent_cfg)}, ignore=RESUMABLE_KEYS)
     torch.set_num_threads(run_cfg.threads)
     seed = run_cfg.seed + EVAL_SEED_OFFSET
     seed_everything(seed)
@@ -85,8 +94,10 @@ def evaluate(
     video: str | Path | None = None,
     planner: str = "policy",
     planner_options: Sequence[str] = (),
+    checkpoint: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Play ``episodes`` episodes with the run's latest checkpoint.
+    """Play ``episodes`` episodes with the run's latest checkpoint (or ``checkpoint``: a saved copy
+    of an earlier checkpoint of the same run).
 
     ``planner_options`` are ``key=value`` settings of the planner's config (e.g.
     ``["horizon=12", "num_samples=256"]`` for CEM; `worldmodel.planning`).
@@ -101,7 +112,8 @@ def evaluate(
         raise EnvError(f"planner options apply to {', '.join(PLANNER_ACTORS)}, not to {planner!r}")
     make_act = planner_actor(planner, list(planner_options)) if planner_options else ACTORS[planner]
     frames: list[np.ndarray] = []
-    with loaded_run(logdir, render=video is not None) as (run_cfg, agent, envs, counters):
+    loaded = loaded_run(logdir, render=video is not None, checkpoint=checkpoint)
+    with loaded as (run_cfg, agent, envs, counters):
 
         def record(row: dict[str, np.ndarray]) -> None:  # image observations, else rendered frames
             frames.append(row["image"][0] if "image" in row else envs.render())

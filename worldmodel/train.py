@@ -19,6 +19,8 @@ start new episodes on resume, since simulator states cannot be saved in general.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,7 +49,7 @@ CHECKPOINT = "checkpoints/latest.safetensors"
 # settings change no result; agent.precision changes only the rounding of the update's matmuls).
 RESUMABLE_KEYS = (
     "run.steps", "run.log_every", "run.checkpoint_every", "run.parallel", "run.threads", "run.eval_",
-    "run.keep_memory", "agent.precision",
+    "run.keep_memory", "run.keep_checkpoints", "agent.precision",
 )
 EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes never reuse a training seed
 
@@ -66,6 +68,7 @@ class RunConfig:
     replay_size: int = 1_000_000
     log_every: int = 1_000  # env steps between metrics rows
     checkpoint_every: int = 10_000  # env steps between checkpoints (and one at the end)
+    keep_checkpoints: bool = False  # also keep each as checkpoints/step_<N>.safetensors (eval --checkpoint)
     eval_every: int = 0  # env steps between greedy evaluations logged as eval/return (0 = off)
     eval_episodes: int = 5
     pixels: bool = False  # dmc: 64x64 images instead of proprioception
@@ -213,12 +216,29 @@ def _restore(logdir: Path, config: dict[str, Any]) -> tuple[dict[str, Any] | Non
     if not (logdir / CHECKPOINT).is_file():
         return None, counters
     state, meta = load_checkpoint(logdir / CHECKPOINT)
+    check_config_compatible(saved_config(meta), config, ignore=RESUMABLE_KEYS)
+    return state, {**counters, **state["counters"]}
+
+
+def keep_copy(latest: Path, env_steps: int) -> Path:
+    """Keep the checkpoint just written as ``step_<env_steps>.safetensors`` beside it: a hard link
+    (the next checkpoint replaces ``latest`` by a rename, so the link keeps this one), else a copy."""
+    kept = latest.with_name(f"step_{env_steps}.safetensors")
+    kept.unlink(missing_ok=True)
+    try:
+        os.link(latest, kept)
+    except OSError:
+        shutil.copyfile(latest, kept)
+    return kept
+
+
+def saved_config(meta: dict[str, Any]) -> dict[str, Any]:
+    """The full config a checkpoint was written with (its ``meta``), with the defaults of
+    settings added after it was written."""
     saved = dict(meta.get("config", {}))
-    # Run settings added after the checkpoint was written count as their defaults.
     saved["run"] = {**config_to_dict(RunConfig()), **saved.get("run", {})}
     saved["agent"] = {"precision": "float32", **saved.get("agent", {})}  # added after the first runs
-    check_config_compatible(saved, config, ignore=RESUMABLE_KEYS)
-    return state, {**counters, **state["counters"]}
+    return saved
 
 
 def train(run_cfg: RunConfig, agent_cfg: DreamerConfig, logdir: str | Path) -> dict[str, Any]:
@@ -261,6 +281,8 @@ def train(run_cfg: RunConfig, agent_cfg: DreamerConfig, logdir: str | Path) -> d
             "agent": agent.state_dict(), "rng": rng_state(), "counters": counters, "replay": replay_state,
         }
         save_checkpoint(logdir / CHECKPOINT, state, meta={"config": config})
+        if run_cfg.keep_checkpoints:
+            keep_copy(logdir / CHECKPOINT, counters["env_steps"])
 
     with RunDir(logdir, config) as run, envs:
         row = envs.reset()

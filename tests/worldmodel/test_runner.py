@@ -135,6 +135,28 @@ def test_eval_prints_mean_and_std_and_rejects_unknown_planners(tmp_path):
     assert video.stat().st_size > 1000
 
 
+def test_eval_of_an_earlier_checkpoint_copy_and_refusal_of_another_runs(tmp_path):
+    run, other = tmp_path / "run", tmp_path / "other"
+    train(*_configs(32), run)
+    early = tmp_path / "early.safetensors"
+    early.write_bytes((run / CHECKPOINT).read_bytes())
+    train(*_configs(64, "run.keep_checkpoints=true"), run)  # switched on when resuming
+    assert evaluate(run, episodes=1)["env_steps"] == 64
+    assert evaluate(run, episodes=1, checkpoint=early)["env_steps"] == 32
+    train(*_configs(96, "run.keep_checkpoints=true"), run)
+    kept = sorted(p.name for p in (run / "checkpoints").glob("step_*"))
+    assert kept == ["step_64.safetensors", "step_96.safetensors"]  # each kept as it was written
+    assert evaluate(run, episodes=1, checkpoint=run / "checkpoints" / kept[0])["env_steps"] == 64
+    args = ["eval", "--logdir", str(run), "--episodes", "1", "--checkpoint", str(early)]
+    cli = CliRunner().invoke(app, args)
+    assert cli.exit_code == 0 and json.loads(cli.output.strip().splitlines()[-1])["env_steps"] == 32
+    train(*_configs(32, "model.units=16"), other)
+    with pytest.raises(CheckpointError, match="agent.model.units: checkpoint=16 current=32"):
+        evaluate(run, episodes=1, checkpoint=other / CHECKPOINT)
+    cli = CliRunner().invoke(app, ["eval", "--logdir", str(run), "--checkpoint", str(tmp_path / "none")])
+    assert cli.exit_code == 2 and "none" in cli.output
+
+
 def test_train_cli_reports_unknown_tasks_readably(tmp_path):
     cli = CliRunner().invoke(app, ["train", "--env", "gym:CartPol-v1", "--logdir", str(tmp_path / "r")])
     assert cli.exit_code == 2 and "Closest: CartPole-v1" in cli.output
