@@ -107,8 +107,9 @@ def settings_from(args: argparse.Namespace) -> BenchSettings:
         judge = changes.get("judge", s.judge)
         changes["judge"] = dataclasses.replace(judge, compressed=args.judge_compressed)
     for key, value in changes.items():
-        if isinstance(value, int) and value < (0 if key == "cut_seed" else 1):
-            raise SystemExit(f"--{key.replace('_', '-')} must be >= 1, got {value}")
+        least = 0 if key == "cut_seed" else 1
+        if isinstance(value, int) and value < least:
+            raise SystemExit(f"--{key.replace('_', '-')} must be >= {least}, got {value}")
     return dataclasses.replace(s, **changes)
 
 

@@ -100,3 +100,15 @@ def test_results_file_names_quick_runs_and_cut_replicates():
     assert results_name(QUICK) == "relevance_quick.json"
     assert results_name(BenchSettings(cut_seed=2)) == "relevance_cut2.json"
     assert BenchSettings(cut_seed=2).key == BenchSettings().key  # the models are shared
+
+
+def test_bad_sizes_and_cut_seeds_are_refused_by_name():
+    import pytest
+
+    from benches.relevance.__main__ import parse_args, settings_from
+
+    assert settings_from(parse_args(["--cut-seed", "0"])).cut_seed == 0
+    with pytest.raises(SystemExit, match="--cut-seed must be >= 0, got -1"):
+        settings_from(parse_args(["--cut-seed", "-1"]))
+    with pytest.raises(SystemExit, match="--test-per-track must be >= 1, got 0"):
+        settings_from(parse_args(["--test-per-track", "0"]))
