@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import re
 import shlex
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -55,23 +57,34 @@ def checkpoints_of(logdir: Path, steps: Sequence[int] = ()) -> list[tuple[int | 
     return [(None, logdir / CHECKPOINT)]
 
 
-def compare_run(logdir: Path, planner: str, options: Sequence[str], episodes: int,
-                steps: Sequence[int] = ()) -> list[dict[str, Any]]:
-    """One row per checkpoint: the policy's and the planner's mean and std return."""
-    rows = []
-    for _, path in checkpoints_of(logdir, steps):
-        policy = evaluate(logdir, episodes=episodes, checkpoint=path)
-        start = time.perf_counter()
-        planned = evaluate(
-            logdir, episodes=episodes, planner=planner, planner_options=options, checkpoint=path
-        )
-        rows.append({
-            "env_steps": policy["env_steps"],
-            "policy": {"mean": policy["return_mean"], "std": policy["return_std"]},
-            "planner": {"mean": planned["return_mean"], "std": planned["return_std"]},
-            "planner_s_per_episode": (time.perf_counter() - start) / episodes,
-        })
-    return rows
+def compare_checkpoint(logdir: Path, path: Path, planner: str, options: Sequence[str], episodes: int
+                       ) -> dict[str, Any]:
+    """The policy's and the planner's mean and std return on one checkpoint."""
+    policy = evaluate(logdir, episodes=episodes, checkpoint=path)
+    start = time.perf_counter()
+    planned = evaluate(logdir, episodes=episodes, planner=planner, planner_options=options, checkpoint=path)
+    return {
+        "env_steps": policy["env_steps"],
+        "policy": {"mean": policy["return_mean"], "std": policy["return_std"]},
+        "planner": {"mean": planned["return_mean"], "std": planned["return_std"]},
+        "planner_s_per_episode": (time.perf_counter() - start) / episodes,
+    }
+
+
+def compare_runs(logdirs: Sequence[Path], planner: str, options: Sequence[str], episodes: int,
+                 steps: Sequence[int] = (), workers: int = 1) -> list[list[dict[str, Any]]]:
+    """Per run, one `compare_checkpoint` row per checkpoint; ``workers`` processes share them."""
+    jobs = [(i, d, path) for i, d in enumerate(logdirs) for _, path in checkpoints_of(d, steps)]
+    args = [(d, path, planner, options, episodes) for _, d, path in jobs]
+    if workers > 1:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            rows = list(pool.map(compare_checkpoint, *zip(*args, strict=True)))
+    else:
+        rows = [compare_checkpoint(*a) for a in args]
+    out: list[list[dict[str, Any]]] = [[] for _ in logdirs]
+    for (i, _, _), row in zip(jobs, rows, strict=True):
+        out[i].append(row)
+    return out
 
 
 def mean_over_seeds(per_seed: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -102,6 +115,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--planner-opt", action="append", default=[], help="key=value, repeatable")
     parser.add_argument("--episodes", type=int, default=5)
     parser.add_argument("--steps", default="", help="comma list of kept checkpoints' env steps (default all)")
+    parser.add_argument("--workers", type=int, default=1, help="processes evaluating checkpoints at once")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     steps = [int(s) for s in args.steps.split(",") if s]
@@ -116,10 +130,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if len({seed for _, _, seed in runs}) != len(runs):
         raise SystemExit(f"two runs have the same seed: {[(str(d), s) for d, _, s in runs]}")
     env = runs[0][1]
-    per_seed = {
-        str(seed): compare_run(logdir, args.planner, args.planner_opt, args.episodes, steps)
-        for logdir, _, seed in runs
-    }
+    rows = compare_runs([d for d, _, _ in runs], args.planner, args.planner_opt, args.episodes, steps,
+                        args.workers)
+    per_seed = {str(seed): r for (_, _, seed), r in zip(runs, rows, strict=True)}
     summary = {
         "command": "python -m benches.control.planned " + shlex.join(map(str, argv or sys.argv[1:])),
         "version": package_version(),

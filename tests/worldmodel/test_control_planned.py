@@ -55,6 +55,12 @@ def test_policy_and_planner_on_the_same_kept_checkpoints(runs):
     assert row["planner"]["mean"] == planned["return_mean"]
     only = main([*argv, "--steps", "64"])
     assert [r["env_steps"] for r in only["per_seed"]["0"]] == [64]
+    both = main([*argv, "--steps", "32,64", "--workers", "2"])  # two processes: the same numbers
+
+    def returns(s: dict) -> list:
+        return [(r["env_steps"], r["policy"], r["planner"]) for r in s["per_seed"]["1"]]
+
+    assert returns(both) == returns(summary)
 
 
 def test_bad_runs_are_named(runs, tmp_path):
