@@ -118,7 +118,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workers", type=int, default=1, help="processes evaluating checkpoints at once")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    steps = [int(s) for s in args.steps.split(",") if s]
+    if args.episodes < 1 or args.workers < 1:
+        parser.error(f"--episodes and --workers must be >= 1, got {args.episodes} and {args.workers}")
+    try:
+        steps = [int(s) for s in args.steps.split(",") if s]
+    except ValueError:
+        parser.error(f"--steps takes a comma list of env steps, got {args.steps!r}")
     runs = []  # (logdir, env, seed)
     for logdir in args.logdirs:
         if not (logdir / "config.json").is_file():

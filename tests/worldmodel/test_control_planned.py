@@ -71,3 +71,7 @@ def test_bad_runs_are_named(runs, tmp_path):
         main([str(dirs[0]), str(dirs[0]), "--out", str(tmp_path / "o.json")])
     with pytest.raises(SystemExit, match="not a run directory"):
         main([str(tmp_path), "--out", str(tmp_path / "o.json")])
+    for bad in (["--episodes", "0"], ["--steps", "20k"]):
+        with pytest.raises(SystemExit):
+            main([str(dirs[0]), *bad])
+    assert not (tmp_path / "o.json").exists()
