@@ -37,9 +37,9 @@ from worldmodel.train import CHECKPOINT, load_run_configs
 STEP_FILE = re.compile(r"step_(\d+)\.safetensors")
 
 
-def checkpoints_of(logdir: Path, steps: Sequence[int] = ()) -> list[tuple[int | None, Path]]:
-    """``[(env_steps or None for the latest, path)]``: the kept checkpoints (those at ``steps`` when
-    given), else the latest one. Raises SystemExit naming what is missing."""
+def checkpoints_of(logdir: Path, steps: Sequence[int] = ()) -> list[Path]:
+    """The kept checkpoints in env-step order (those at ``steps`` when given), else the latest one.
+    Raises SystemExit naming what is missing."""
     kept = sorted(
         (int(m.group(1)), p) for p in (logdir / "checkpoints").glob("step_*.safetensors")
         if (m := STEP_FILE.fullmatch(p.name))
@@ -49,12 +49,12 @@ def checkpoints_of(logdir: Path, steps: Sequence[int] = ()) -> list[tuple[int | 
         if missing:
             have = ", ".join(str(s) for s, _ in kept) or "none"
             raise SystemExit(f"{logdir}: no kept checkpoint at env steps {missing} (kept: {have})")
-        return [(s, p) for s, p in kept if s in steps]
+        return [p for s, p in kept if s in steps]
     if kept:
-        return list(kept)
+        return [p for _, p in kept]
     if not (logdir / CHECKPOINT).is_file():
         raise SystemExit(f"{logdir}: no checkpoint (is it a `worldmodel train` run directory?)")
-    return [(None, logdir / CHECKPOINT)]
+    return [logdir / CHECKPOINT]
 
 
 def compare_checkpoint(logdir: Path, path: Path, planner: str, options: Sequence[str], episodes: int
@@ -74,7 +74,7 @@ def compare_checkpoint(logdir: Path, path: Path, planner: str, options: Sequence
 def compare_runs(logdirs: Sequence[Path], planner: str, options: Sequence[str], episodes: int,
                  steps: Sequence[int] = (), workers: int = 1) -> list[list[dict[str, Any]]]:
     """Per run, one `compare_checkpoint` row per checkpoint; ``workers`` processes share them."""
-    jobs = [(i, d, path) for i, d in enumerate(logdirs) for _, path in checkpoints_of(d, steps)]
+    jobs = [(i, d, path) for i, d in enumerate(logdirs) for path in checkpoints_of(d, steps)]
     args = [(d, path, planner, options, episodes) for _, d, path in jobs]
     if workers > 1:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
