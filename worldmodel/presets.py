@@ -1,11 +1,12 @@
-"""DreamerConfig dataclasses and the size presets ``1m``, ``xs``, ``s``, ``12m`` (and ``tiny``).
+"""DreamerConfig dataclasses and the size presets ``1m``, ``12m``, ``xs``, ``s``, ``m``, ``l``, ``xl``
+(and ``tiny``).
 
 Two families (see docs/worldmodel.md and ../shared/docs/dreamer-reference.md):
 
 * Nature version (2025, danijar/dreamerv3 since April 2024): ``1m`` and ``12m`` --
   block GRU of 8 groups, 3-layer encoder/decoder and actor/critic, KL dyn 1.0 /
   rep 0.1, LaProp-style optimiser with adaptive gradient clipping, lr 4e-5.
-* 2023 preprint (NM512/dreamerv3-torch, sheeprl): ``xs`` and ``s`` -- LayerNorm
+* 2023 preprint (NM512/dreamerv3-torch, sheeprl): ``xs``, ``s``, ``m``, ``l``, ``xl`` -- LayerNorm
   GRU, KL dyn 0.5 / rep 0.1, Adam (model lr 1e-4, eps 1e-8, clip 1000; actor and
   critic lr 3e-5, eps 1e-5, clip 100).
 
@@ -123,14 +124,23 @@ _NATURE: dict[str, Any] = {
     },
 }
 
+
+def _layers(n: int) -> dict[str, int]:
+    """The same depth for the encoder/decoder, head and actor/critic MLPs."""
+    return {"enc_layers": n, "head_layers": n, "ac_layers": n}
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     "1m": {"model": {"deter": 512, "hidden": 64, "stoch": 32, "classes": 4, "units": 64, "cnn_depth": 8}},
     "12m": {
         "model": {"deter": 2048, "hidden": 256, "stoch": 32, "classes": 16, "units": 256, "cnn_depth": 16}
     },
-    "xs": {"model": {"deter": 256, "hidden": 256, "units": 256, "enc_layers": 1, "head_layers": 1,
-                     "ac_layers": 1, "cnn_depth": 24}},
+    "xs": {"model": {"deter": 256, "hidden": 256, "units": 256, **_layers(1), "cnn_depth": 24}},
     "s": {"model": {"deter": 512, "hidden": 512, "units": 512, "cnn_depth": 32}},
+    # The larger 2023 sizes, as sheeprl's dreamer_v3_{M,L,XL}: every MLP has `layers` layers.
+    "m": {"model": {"deter": 1024, "hidden": 640, "units": 640, **_layers(3), "cnn_depth": 48}},
+    "l": {"model": {"deter": 2048, "hidden": 768, "units": 768, **_layers(4), "cnn_depth": 64}},
+    "xl": {"model": {"deter": 4096, "hidden": 1024, "units": 1024, **_layers(5), "cnn_depth": 96}},
     # The recommended CPU preset: xs shrunk to 128 units and 16 x 16 latents, 16 x 32 batches,
     # imagination from 256 of the 512 posterior states, train ratio 128 (one update per 4 env
     # steps: ~2,250 updates in 10k env steps, where sheeprl's CartPole run makes ~3,700 of 16 x 64).
@@ -140,8 +150,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # critic rate 0.06, discount 0.99 (horizon 100) and a gentler actor lr 5e-5 (1e-4 with
     # twice the updates collapsed the policy after it first reached 500). See docs/control.md.
     "tiny": {
-        "model": {"deter": 128, "hidden": 128, "units": 128, "stoch": 16, "classes": 16, "enc_layers": 1,
-                  "head_layers": 1, "ac_layers": 1, "cnn_depth": 24},
+        "model": {"deter": 128, "hidden": 128, "units": 128, "stoch": 16, "classes": 16, **_layers(1),
+                  "cnn_depth": 24},
         "behavior": {"imag_starts": 256, "gamma": 0.99, "slow_critic_rate": 0.06},
         "optim": {"model_lr": 3e-4, "actor_lr": 5e-5, "critic_lr": 3e-4},
         "batch_size": 16, "batch_length": 32, "train_ratio": 128.0,

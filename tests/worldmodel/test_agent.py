@@ -182,8 +182,8 @@ def test_presets_and_train_ratio_conversion():
     assert updates_per_env_step(cfg) == pytest.approx(0.5)  # sheeprl replay_ratio = 512 / (16 * 64)
     assert dreamer_config("12m").model.deter == 2048 and dreamer_config("12m").model.gru_blocks == 8
     assert dreamer_config("xs").optim.name == "adam" and dreamer_config("xs").loss.dyn == 0.5
-    with pytest.raises(ValueError, match="unknown preset 'm'"):
-        dreamer_config("m")
+    with pytest.raises(ValueError, match="unknown preset 'xxl'"):
+        dreamer_config("xxl")
     with pytest.raises(ValueError, match="unknown config key"):
         dreamer_config("xs", ["model.detr=3"])
 
