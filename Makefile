@@ -38,7 +38,7 @@ bench-dialogue: $(STAMP)
 	$(BIN)/python benches/bench_dialogue.py
 
 bench-worldmodel: $(STAMP)
-	$(BIN)/python benches/bench_worldmodel.py
+	$(BIN)/python -m benches.bench_worldmodel
 
 bench-arrcoc: $(STAMP)
 	$(BIN)/python benches/bench_arrcoc.py

@@ -6,10 +6,13 @@ For each preset: ``Agent.train`` updates per second on a vector-observation batc
 under the actor, no gradient). The peer, measured in the same run, is this CPU's
 matmul throughput at the update's precision: FLOPs of one update are counted with torch's
 FlopCounterMode, so ``peak_fraction`` = achieved GFLOP/s / matmul GFLOP/s (1.0 would
-be the machine's limit). ``--precision float32 bfloat16`` times both and gives each bf16
+be the machine's limit). The update's own matmuls, each timed alone at its shape
+(benches/matmul_limit.py), give ``shape_limit_fraction`` (the best ``peak_fraction`` these
+shapes allow) and ``matmul_share`` (the share of the update they would take at that speed).
+``--precision float32 bfloat16`` times both and gives each bf16
 row its speed-up over float32 in the same run.
 
-    python benches/bench_worldmodel.py [--sizes xs s] [--updates 3] [--threads 1] [--precision ...]
+    python -m benches.bench_worldmodel [--sizes xs s] [--updates 3] [--threads 1] [--precision ...]
 
 Prints JSON and writes benches/results/worldmodel.json.
 """
@@ -25,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from benches.matmul_limit import MatmulRecorder, alone_seconds
 from worldmodel import ActionSpec, Agent, dreamer_config
 from worldmodel.agent import PRECISIONS
 from worldmodel.checkpoint import atomic_write_json
@@ -61,7 +65,7 @@ def bench_size(preset: str, updates: int, overrides: list[str]) -> dict[str, flo
     cfg = dreamer_config(preset, overrides)
     agent = Agent({"vector": (OBS_DIM,)}, ActionSpec(True, ACTIONS), cfg)
     batch = random_batch(cfg.batch_size, cfg.batch_length)
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False) as counter, MatmulRecorder() as recorder:
         agent.train(batch)  # also the warm-up
     start = time.perf_counter()
     for _ in range(updates):
@@ -79,6 +83,7 @@ def bench_size(preset: str, updates: int, overrides: list[str]) -> dict[str, flo
 
     params = sum(p.numel() for p in agent.wm.parameters()) + sum(p.numel() for p in agent.ac.parameters())
     gflop = counter.get_total_flops() / 1e9
+    matmul_gflop, matmul_s = alone_seconds(recorder.calls)
     return {
         "preset": preset,
         "precision": cfg.precision,
@@ -88,6 +93,10 @@ def bench_size(preset: str, updates: int, overrides: list[str]) -> dict[str, flo
         "imagined_steps_per_s": round(cont.numel() * horizon / imagine_time, 1),
         "gflop_per_update": round(gflop, 1),
         "achieved_gflops": round(gflop / per_update, 1),
+        # the update's matmuls, each timed alone at its shape: their GFLOP/s is the update's limit
+        "matmul_alone_s": round(matmul_s, 4),
+        "matmul_alone_gflops": round(matmul_gflop / matmul_s, 1),
+        "matmul_share": round(matmul_s / per_update, 3),
     }
 
 
@@ -114,6 +123,7 @@ def main() -> None:
         for precision in args.precision:
             row = bench_size(size, args.updates, [*args.overrides, f"precision={precision}"])
             row["peak_fraction"] = round(row["achieved_gflops"] / peers[precision], 3)
+            row["shape_limit_fraction"] = round(row["matmul_alone_gflops"] / peers[precision], 3)
             by_precision[precision] = row
         if len(by_precision) == 2:
             ratio = by_precision["bfloat16"]["updates_per_s"] / by_precision["float32"]["updates_per_s"]

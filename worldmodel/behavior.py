@@ -21,12 +21,19 @@ The world model only ever runs under ``torch.no_grad`` here and the actor/critic
 detached features, so no gradient from these losses reaches the world model. The actor's
 outputs computed while imagining keep their graph (to the actor's weights only) and the
 actor loss reuses them rather than running the actor over all imagined states again.
+
+``actor_grad="dynamics"`` (continuous actions; the 2023 DreamerV3's ``actor_grad_cont:
+backprop``, DreamerV1/V2's dynamics backpropagation) instead imagines with reparameterised
+actions and a graph through the frozen world model, and the actor maximises the normalised
+advantage itself, whose gradient flows through the reward head, the (frozen) critic and
+the imagined states back to every action.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,11 +143,31 @@ class Actor(nn.Module):
         raise ActionSpaceError(f"policy mode must be 'sample' or 'greedy', got '{mode}'")
 
 
+@contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """Within the block, the modules' parameters take no gradient (their inputs still do)."""
+    params = [p for m in modules for p in m.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)
+
+
 class ActorCritic(nn.Module):
     """Actor, critic, slow critic and return normaliser, with their imagination losses."""
 
     def __init__(self, feat_dim: int, spec: ActionSpec, model: ModelConfig, cfg: BehaviorConfig) -> None:
         super().__init__()
+        if cfg.actor_grad not in ("reinforce", "dynamics"):
+            raise ActionSpaceError(
+                f"behavior.actor_grad must be 'reinforce' or 'dynamics', got '{cfg.actor_grad}'"
+            )
+        if cfg.actor_grad == "dynamics" and spec.discrete:
+            raise ActionSpaceError("behavior.actor_grad=dynamics needs continuous actions; use 'reinforce'")
         self.cfg = cfg
         self.actor = Actor(feat_dim, spec, model, cfg)
         self.critic = TwoHotHead(feat_dim, model.units, model.ac_layers, model.bins)
@@ -159,7 +186,9 @@ class ActorCritic(nn.Module):
     def imagine(self, wm: nn.Module, start: Mapping[str, Tensor], start_cont: Tensor, horizon: int) -> dict:
         """Imagine from ``start`` states ``[N, ...]`` with the actor. No gradient reaches the
         world model; only ``actor_out`` keeps a graph, to the actor's weights, so a trajectory
-        serves one `loss` and backward pass before the actor's next optimiser step.
+        serves one `loss` and backward pass before the actor's next optimiser step. With
+        ``actor_grad="dynamics"``, ``feat`` and ``reward`` also keep their graph, through the
+        frozen world model, to the actions.
 
         Returns ``feat [N, H+1, F]``, ``action [N, H, A]`` (what the world model was fed:
         one-hot or clipped to [-1, 1]), ``sample [N, H, A]`` (the actor's raw samples, for
@@ -169,24 +198,30 @@ class ActorCritic(nn.Module):
         A or 2A]``, the actor's outputs on ``feat[:, :-1]`` with their graph to the actor's
         weights, which `loss` reuses instead of running the actor on every state again.
         """
+        dynamics = self.cfg.actor_grad == "dynamics"
         samples: list[Tensor] = []
         outs: list[Tensor] = []
 
         def policy(feat: Tensor) -> Tensor:
-            with torch.enable_grad():  # feat carries no gradient; only the actor's weights do
+            with torch.enable_grad():  # without dynamics, feat carries no gradient; the actor's weights do
                 outs.append(self.actor.mlp(feat))
+            if dynamics:  # a reparameterised sample, scaled into [-1, 1] so that its gradient survives
+                raw = self.actor.dist_from(outs[-1]).rsample()
+                samples.append(raw)
+                return raw / raw.detach().abs().clamp(min=1.0)
             raw = self.actor.dist_from(outs[-1].detach()).sample()
             action = self.actor.to_action(raw)
             samples.append(action if self.actor.spec.discrete else raw)
             return action
 
-        states, actions = wm.rssm.imagine(dict(start), policy, horizon)
+        with torch.set_grad_enabled(dynamics), frozen(wm):
+            states, actions = wm.rssm.imagine(dict(start), policy, horizon)
+            feat = wm.rssm.feat(states)
+            # Heads run on all H+1 steps and are sliced after: cheaper than copying feat[:, 1:].
+            reward = F.pad(wm.reward.mean(feat)[:, 1:], (1, 0))  # no reward is predicted for the start
+            cont = torch.cat([start_cont.unsqueeze(1).to(feat.dtype), wm.cont.prob(feat)[:, 1:].detach()], 1)
         with torch.enable_grad():
             actor_out = torch.stack(outs, 1)
-        feat = wm.rssm.feat(states)
-        # Heads run on all H+1 steps and are sliced after: cheaper than copying feat[:, 1:].
-        reward = F.pad(wm.reward.mean(feat)[:, 1:], (1, 0))  # no reward is predicted for the start
-        cont = torch.cat([start_cont.unsqueeze(1).to(feat.dtype), wm.cont.prob(feat)[:, 1:]], 1)
         return {"feat": feat, "action": actions, "sample": torch.stack(samples, 1), "reward": reward,
                 "cont": cont, "actor_out": actor_out}
 
@@ -216,9 +251,12 @@ class ActorCritic(nn.Module):
             slow_target = self.slow_critic.mean(feat)[:, :-1]
         out = traj["actor_out"] if "actor_out" in traj else self.actor.mlp(feat)[:, :-1]
         dist = self.actor.dist_from(out)
-        logp = self.actor.log_prob(dist, traj.get("sample", traj["action"]))
         entropy = dist.entropy()
-        actor_loss = -(weight * (logp * adv + cfg.entropy * entropy)).mean()
+        if cfg.actor_grad == "dynamics":
+            objective = self.backprop_advantage(traj)
+        else:
+            objective = self.actor.log_prob(dist, traj.get("sample", traj["action"])) * adv
+        actor_loss = -(weight * (objective + cfg.entropy * entropy)).mean()
         critic_logits = critic_logits[:, :-1]
         critic_loss = twohot.loss(critic_logits, ret)
         critic_loss = critic_loss + cfg.slow_critic_reg * twohot.loss(critic_logits, slow_target)
@@ -233,6 +271,17 @@ class ActorCritic(nn.Module):
             "imag/retnorm_scale": self.retnorm.scale().item(),
         }
         return actor_loss, critic_loss, metrics
+
+    def backprop_advantage(self, traj: Mapping[str, Tensor]) -> Tensor:
+        """The normalised advantage ``[N, H]`` of the trajectory, differentiable through its
+        features and rewards (dynamics backpropagation). The critic is frozen: its value only
+        passes the gradient on to the features. The return normaliser is not updated here."""
+        cfg = self.cfg
+        with frozen(self.critic):
+            value = self.critic.mean(traj["feat"])  # [N, H+1]
+        cont = traj["cont"].detach()
+        ret = lambda_return(traj["reward"][:, 1:], cont[:, 1:], value[:, 1:], cfg.gamma, cfg.lam)
+        return (ret - value[:, :-1]) / self.retnorm.scale()
 
     def replay_value_loss(self, replay: Mapping[str, Tensor], boot: Tensor) -> Tensor:
         """Critic loss on replayed sequences (the Nature version's "repval").

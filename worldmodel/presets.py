@@ -74,6 +74,10 @@ class BehaviorConfig:
     retnorm_limit: float = 1.0
     imag_starts: int = 0  # posterior states to imagine from per update (0 = all B*T)
     repval: float = 0.0  # critic loss on replayed lambda-returns (Nature 0.3; needs imag_starts=0)
+    # How the actor learns: "reinforce" (score function, both action kinds, as the Nature version) or
+    # "dynamics" (continuous actions only: the return's gradient backpropagated through the imagined
+    # trajectory, the 2023 version's `actor_grad_cont: backprop`).
+    actor_grad: str = "reinforce"
 
 
 @dataclass

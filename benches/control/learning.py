@@ -7,7 +7,9 @@
 writes ``benches/results/control_<task>_seed<S>.json`` (curve, wall-clock time at each
 eval point, updates/s); ``report`` merges the seeds into
 ``benches/results/control_<task>.json`` and plots ``benches/results/control_<task>.png``.
-Seeds run one after another (the CPU is shared), one torch thread each.
+Seeds run one after another (the CPU is shared), one torch thread each. ``--tag NAME``
+keeps a variant's files apart (``control_<task>_<NAME>_seed<S>.json``, merged by
+``report --tag NAME``), e.g. a run with other config overrides.
 
 For CartPole-v1 ``report`` also compares the wall-clock time to the target with an
 *estimate* for sheeprl 0.8.4 DreamerV3 (`SHEEPRL_ESTIMATES`): the gradient steps it
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -60,9 +63,10 @@ def _slug(env: str) -> str:
 
 
 def run_seed(env: str, steps: int, seed: int, size: str | None, train_ratio: float | None, eval_every: int,
-             overrides: list[str], logdir: Path, write: bool = True) -> dict[str, Any]:
+             overrides: list[str], logdir: Path, write: bool = True, tag: str = "") -> dict[str, Any]:
     """Train one seed; its eval curve and speed, also written as JSON to benches/results
-    unless ``write`` is False."""
+    (under the variant ``tag``, if any) unless ``write`` is False."""
+    stem = results_stem(env, tag)  # a bad tag fails before any training
     recommended = RECOMMENDED.get(env, {})
     run_cfg, agent_cfg = build_configs(
         # Checkpoints at every eval, so an interrupted seed resumes from its last eval
@@ -94,8 +98,15 @@ def run_seed(env: str, steps: int, seed: int, size: str | None, train_ratio: flo
         "config": {"run": config_to_dict(run_cfg), "agent": config_to_dict(agent_cfg)},
     }
     if write:
-        atomic_write_json(RESULTS / f"control_{_slug(env)}_seed{seed}.json", out)
+        atomic_write_json(RESULTS / f"{stem}_seed{seed}.json", out)
     return out
+
+
+def results_stem(env: str, tag: str = "") -> str:
+    """``control_<task>`` or, for a variant, ``control_<task>_<tag>``: the prefix of its files."""
+    if tag and (not re.fullmatch(r"[a-z0-9][a-z0-9-]*", tag) or tag.startswith("seed")):
+        raise SystemExit(f"--tag: lower-case letters, digits and '-', not starting with 'seed'; got {tag!r}")
+    return f"control_{_slug(env)}" + (f"_{tag}" if tag else "")
 
 
 def training_clock(rows: list[dict[str, Any]]) -> dict[int, float]:
@@ -157,8 +168,9 @@ def compare_with_sheeprl(
 
 
 def report(env: str, target: float, sheeprl_grad_steps_per_s: float | None = None,
-           target_label: str | None = None) -> dict[str, Any]:
-    """Merge the per-seed files of ``env`` into one summary JSON and a plot.
+           target_label: str | None = None, tag: str = "") -> dict[str, Any]:
+    """Merge the per-seed files of ``env`` (of the variant ``tag``, if any) into one summary
+    JSON and a plot.
 
     ``target_label`` names the target's line in the plot (default ``target <value>``), e.g.
     a published score used as a reference where the issue sets no target.
@@ -166,12 +178,14 @@ def report(env: str, target: float, sheeprl_grad_steps_per_s: float | None = Non
     ``sheeprl_grad_steps_per_s`` replaces the documented sheeprl rate (e.g. one measured
     with ``benches.control.peer``) in the time-to-target comparison.
     """
-    seeds = [json.loads(p.read_text()) for p in sorted(RESULTS.glob(f"control_{_slug(env)}_seed*.json"))]
+    stem = results_stem(env, tag)
+    seeds = [json.loads(p.read_text()) for p in sorted(RESULTS.glob(f"{stem}_seed*.json"))]
     if not seeds:
-        raise SystemExit(f"no per-seed results for {env} in {RESULTS}")
+        raise SystemExit(f"no per-seed results {stem}_seed*.json in {RESULTS}")
     mean_curve = _mean_curve(seeds)
     summary = {
         "env": env,
+        "tag": tag,
         "target": target,
         "seeds": [s["seed"] for s in seeds],
         "mean_curve": mean_curve,
@@ -189,8 +203,9 @@ def report(env: str, target: float, sheeprl_grad_steps_per_s: float | None = Non
         if sheeprl_grad_steps_per_s is not None:
             estimate["grad_steps_per_s"] = sheeprl_grad_steps_per_s
         summary["time_to_target_vs_sheeprl"] = compare_with_sheeprl(seeds, target, estimate)
-    atomic_write_json(RESULTS / f"control_{_slug(env)}.json", summary)
-    _plot(env, seeds, target, RESULTS / f"control_{_slug(env)}.png", target_label or f"target {target:g}")
+    atomic_write_json(RESULTS / f"{stem}.json", summary)
+    title = f"{env} ({tag})" if tag else env
+    _plot(title, seeds, target, RESULTS / f"{stem}.png", target_label or f"target {target:g}")
     return summary
 
 
@@ -200,7 +215,7 @@ def _mean_curve(seeds: list[dict[str, Any]]) -> list[tuple[int, float]]:
     return [(step, float(np.mean([dict(s["eval_curve"])[step] for s in seeds]))) for step in shared]
 
 
-def _plot(env: str, seeds: list[dict[str, Any]], target: float, path: Path, label: str) -> None:
+def _plot(title: str, seeds: list[dict[str, Any]], target: float, path: Path, label: str) -> None:
     import io
 
     import matplotlib
@@ -217,7 +232,7 @@ def _plot(env: str, seeds: list[dict[str, Any]], target: float, path: Path, labe
     ax.axhline(target, color="gray", linestyle="--", label=label)
     ax.set_xlabel("env steps")
     ax.set_ylabel("greedy eval return (5 episodes)")
-    ax.set_title(env)
+    ax.set_title(title)
     ax.legend()
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -237,6 +252,7 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=475.0)
     parser.add_argument("--target-label", default=None, help="the target line's label in the plot")
     parser.add_argument("--logdir", default=None)
+    parser.add_argument("--tag", default="", help="a variant's name, kept apart in the results files")
     parser.add_argument("--sheeprl-grad-steps-per-s", type=float, default=None,
                         help="report: sheeprl's gradient steps/s (default: the documented 0.65)")
     parser.add_argument("overrides", nargs="*")
@@ -244,10 +260,11 @@ def main() -> None:
     if args.command == "run":
         logdir = Path(args.logdir or tempfile.mkdtemp(prefix=f"arrcoc_{_slug(args.env)}_seed{args.seed}_"))
         out = run_seed(args.env, args.steps, args.seed, args.size, args.train_ratio, args.eval_every,
-                       args.overrides, logdir)
+                       args.overrides, logdir, tag=args.tag)
         print(json.dumps({k: v for k, v in out.items() if k not in ("train_episodes", "config")}))
     else:
-        print(json.dumps(report(args.env, args.target, args.sheeprl_grad_steps_per_s, args.target_label)))
+        summary = report(args.env, args.target, args.sheeprl_grad_steps_per_s, args.target_label, args.tag)
+        print(json.dumps(summary))
 
 
 if __name__ == "__main__":

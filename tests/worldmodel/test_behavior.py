@@ -252,3 +252,50 @@ def test_continuous_actor_moves_to_the_rewarded_action_and_sharpens():
         dist = ac.actor.dist(traj["feat"][:, :-1])
     assert np.mean(entropies[-10:]) < np.mean(entropies[:10]) - 0.1
     assert 0.35 < dist.mean.mean().item() < 0.7
+
+
+def test_dynamics_backprop_advantage_by_hand():
+    # the critic's output layer starts at zero: value 0 and no gradient through it, so the
+    # objective is the lambda-return of the rewards alone, R_0 = r_1 + gamma lam r_2, R_1 = r_2
+    cfg = BehaviorConfig(gamma=0.9, lam=0.5, actor_grad="dynamics")
+    ac = ActorCritic(3, ActionSpec(False, 1), TINY, cfg)
+    reward = torch.tensor([[0.0, 1.0, 2.0]], requires_grad=True)
+    traj = {"feat": torch.randn(1, 3, 3, requires_grad=True), "reward": reward, "cont": torch.ones(1, 3)}
+    adv = ac.backprop_advantage(traj) * ac.retnorm.scale()
+    assert adv.detach()[0].tolist() == pytest.approx([1.0 + 0.45 * 2.0, 2.0])
+    adv.sum().backward()
+    assert reward.grad[0].tolist() == pytest.approx([0.0, 1.0, 1.45])
+    assert all(p.grad is None for p in ac.critic.parameters())  # frozen: the gradient only passes through
+    assert all(p.requires_grad for p in ac.critic.parameters())  # and unfrozen afterwards
+
+
+def test_dynamics_actor_loss_reaches_the_actor_through_the_frozen_world_model():
+    torch.manual_seed(0)
+    wm = WorldModel({"vector": (3,)}, 2, TINY, LossConfig())
+    cfg = BehaviorConfig(horizon=4, actor_grad="dynamics")
+    ac = ActorCritic(wm.rssm.feat_dim, ActionSpec(False, 2), TINY, cfg)
+    start = {k: v.detach() for k, v in wm.rssm.initial_state(64).items()}  # as replayed starts are
+    traj = ac.imagine(wm, start, torch.ones(64), 4)
+    assert traj["feat"].requires_grad and traj["reward"].requires_grad
+    assert torch.equal(traj["action"].detach(), traj["sample"].detach().clamp(-1.0, 1.0))
+    actor_loss, _, _ = ac.loss(traj)
+    actor_loss.backward()
+    assert all(p.grad is None for p in [*wm.parameters(), *ac.critic.parameters()])
+    assert all(p.requires_grad for p in wm.parameters())
+    first = ac.actor.mlp[0].weight.grad
+    assert first is not None and first.abs().sum() > 0
+    with pytest.raises(ActionSpaceError, match="needs continuous actions"):
+        ActorCritic(3, ActionSpec(True, 2), TINY, BehaviorConfig(actor_grad="dynamics"))
+    with pytest.raises(ActionSpaceError, match="'reinforce' or 'dynamics'"):
+        ActorCritic(3, ActionSpec(False, 2), TINY, BehaviorConfig(actor_grad="backprop"))
+
+
+def test_dynamics_backprop_actor_moves_to_the_rewarded_action():
+    torch.manual_seed(0)
+    cfg = BehaviorConfig(horizon=5, gamma=0.9, actor_grad="dynamics")
+    ac = ActorCritic(2, ActionSpec(False, 1), TINY, cfg)
+    history, traj = train_in_imagination(ac, ContinuousToyModel(), torch.zeros(64, 2), steps=80, lr=1e-3)
+    rewards = [m["imag/reward"] for m in history]
+    assert np.mean(rewards[-5:]) > np.mean(rewards[:5]) + 0.25
+    with torch.no_grad():  # after the first step (the start state is not [a, 1]) the mean is near 0.5
+        assert 0.4 < ac.actor.dist(traj["feat"][:, 1:-1]).mean.mean().item() < 0.7

@@ -74,3 +74,29 @@ def test_run_seed_speed_counts_the_whole_training_clock(tmp_path, monkeypatch):
     assert out["eval_curve"] == [(1000, 9.0), (2000, 30.0)]
     assert out["config"]["run"]["eval_episodes"] == 2 and out["config"]["run"]["checkpoint_every"] == 1000
     assert (tmp_path / "control_gym_cartpole_v1_seed0.json").is_file()
+
+
+def test_a_tagged_variant_keeps_its_own_files_and_summary(tmp_path, monkeypatch):
+    from benches.control import learning
+
+    rows = [{"step": 1000, "fps": 100.0, "updates_per_s": 4.0, "updates": 40},
+            {"step": 1000, "eval/return": 9.0}]
+    monkeypatch.setattr(learning, "train", lambda run_cfg, agent_cfg, logdir: {"updates": 40})
+    monkeypatch.setattr(learning, "read_metrics", lambda logdir: rows)
+    monkeypatch.setattr(learning, "RESULTS", tmp_path)
+    args = ("gym:CartPole-v1", 1000, 0, "tiny", None, 1000, [], tmp_path)
+    learning.run_seed(*args)
+    rows[1]["eval/return"] = 20.0
+    learning.run_seed(*args, tag="dyn-1")
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == [
+        "control_gym_cartpole_v1_dyn-1_seed0.json", "control_gym_cartpole_v1_seed0.json"]
+    plain = learning.report("gym:CartPole-v1", 15.0)
+    tagged = learning.report("gym:CartPole-v1", 15.0, tag="dyn-1")
+    assert (plain["final_eval_mean"], plain["tag"]) == (9.0, "")
+    assert (tagged["final_eval_mean"], tagged["tag"]) == (20.0, "dyn-1")
+    assert (tmp_path / "control_gym_cartpole_v1_dyn-1.png").is_file()
+    for bad in ("Dyn", "seed-2", "a b", "../x"):
+        with pytest.raises(SystemExit, match="--tag"):
+            learning.run_seed(*args, tag=bad)
+    with pytest.raises(SystemExit, match="no per-seed results control_gym_cartpole_v1_other_seed"):
+        learning.report("gym:CartPole-v1", 15.0, tag="other")
