@@ -183,12 +183,13 @@ def play_episodes(
 
 
 class _Meter:
-    """Averages of the agent's update metrics and rates since the last log."""
+    """Averages of the agent's update metrics and rates since the last log (or since the run
+    started or resumed at ``env_steps`` and ``updates``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, env_steps: int = 0, updates: int = 0) -> None:
         self.sums: dict[str, float] = {}
         self.count = 0
-        self.time, self.env_steps, self.updates = time.perf_counter(), 0, 0
+        self.time, self.env_steps, self.updates = time.perf_counter(), env_steps, updates
 
     def add(self, metrics: dict[str, Any]) -> None:
         for key, value in metrics.items():
@@ -203,8 +204,7 @@ class _Meter:
         row["fps"] = (env_steps - self.env_steps) / elapsed
         row["updates_per_s"] = (updates - self.updates) / elapsed
         row["updates"] = updates
-        self.__init__()
-        self.env_steps, self.updates = env_steps, updates
+        self.__init__(env_steps, updates)
         return row
 
 
@@ -271,7 +271,7 @@ def train(run_cfg: RunConfig, agent_cfg: DreamerConfig, logdir: str | Path) -> d
     else:
         replay = Replay(logdir / "replay", run_cfg.replay_size, workers=envs.num_envs, seed=run_cfg.seed)
     updates_per_step = agent_cfg.train_ratio / (agent_cfg.batch_size * agent_cfg.batch_length)
-    meter = _Meter()
+    meter = _Meter(counters["env_steps"], counters["updates"])  # a resumed run's rates start here
     n = envs.num_envs
 
     def checkpoint() -> None:

@@ -85,6 +85,9 @@ def test_interrupted_run_resumes_from_its_checkpoint_with_the_same_buffer(tmp_pa
     for key, value in snapshot.items():
         np.testing.assert_array_equal(seen["arrays"][key], value)
     assert result["env_steps"] == 64 and result["updates"] == 8
+    # the first rates after the resume count from the checkpoint (env step 32, 0 updates), not from 0
+    first = [r for r in read_metrics(tmp_path) if "fps" in r and r["step"] == 48][-1]
+    assert first["updates_per_s"] / first["fps"] == pytest.approx(first["updates"] / (48 - 32))
     final = Replay.load(tmp_path / "replay")
     assert final.count.tolist() == [64], "the checkpoint, not replay.json, decides the buffer size"
     np.testing.assert_array_equal(np.array(final.arrays["vector"][:, :32]), snapshot["vector"])
