@@ -2,10 +2,11 @@
 
 A square 2048 x 2048 matmul is the CPU's best case; the update's matmuls have other shapes
 (e.g. ``[1024, 256] @ [256, 768]``) and strides (transposed weights in the backward pass),
-which run slower. `MatmulRecorder` records every ``mm``, ``addmm`` and ``bmm`` a workload
-runs (shapes, strides, dtype); `alone_seconds` replays each distinct call by itself on
-random operands of the same layout. The sum is the time the workload would take if
-everything but its matrix multiplies were free, so
+which may run slower (on this CPU they do only for the smallest presets). `MatmulRecorder`
+records every ``mm``, ``addmm`` and ``bmm`` a workload runs (shapes, strides, dtype);
+`alone_seconds` replays each distinct call by itself on random operands of the same layout.
+The sum is the time the workload would take if everything but its matrix multiplies were
+free, so
 
 * ``gflop / alone_s / peer`` is the best fraction of the square-matmul peer the workload
   could reach at its shapes, and
